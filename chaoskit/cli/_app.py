@@ -1,0 +1,53 @@
+"""The Typer app and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from chaoskit.errors import ChaoskitError
+
+__all__ = ["app", "console", "err_console", "fail"]
+
+# Exit codes (CI gates on them): 0 hypothesis held, 1 violated, 2 bad input or usage,
+# 3 aborted by a guardrail or signal, 4 environment problem.
+EXIT_OK = 0
+EXIT_VIOLATED = 1
+EXIT_INPUT = 2
+EXIT_ABORTED = 3
+EXIT_ENVIRONMENT = 4
+
+console = Console(no_color="NO_COLOR" in os.environ)
+err_console = Console(stderr=True, no_color="NO_COLOR" in os.environ)
+
+
+def fail(error: ChaoskitError) -> typer.Exit:
+    """Print one red line for ``error`` and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    return typer.Exit(error.exit_code)
+
+
+class _ChaoskitGroup(TyperGroup):
+    """Catches ChaoskitError once for every command, including nested groups."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ChaoskitError as error:
+            raise fail(error) from None
+
+
+app = typer.Typer(
+    cls=_ChaoskitGroup,
+    name="chaoskit",
+    help="Rehearse a flash-sale surge against an order stack: load, faults, and what customers feel.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
