@@ -1,0 +1,151 @@
+"""`chaoskit run` and `chaoskit cleanup`: play an experiment, undo what a killed run left."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import typer
+
+from chaoskit.cli._app import app, console, err_console
+from chaoskit.errors import InputError
+from chaoskit.events import EventHandler
+from chaoskit.experiment.loader import load_experiment
+from chaoskit.plan import build_plan
+from chaoskit.report import write_reports
+from chaoskit.report.rundir import make_run_dir
+from chaoskit.run.cleanup import cleanup as run_cleanup
+from chaoskit.run.runner import Runner, RunSettings
+from chaoskit.stack.backend import open_backend
+from chaoskit.stack.state import chaoskit_home
+from chaoskit.stack.target import load_target
+
+
+@app.command()
+def run(
+    experiment_file: Path = typer.Argument(..., help="The experiment YAML file."),
+    target: str | None = typer.Option(
+        None, "--target", "-t", help="Override the experiment's target: local, docker or a file."
+    ),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="Run the load as a Locust master with N local worker processes."
+    ),
+    dashboard: bool = typer.Option(
+        True, "--dashboard/--no-dashboard", help="Live dashboard (off: a plain progress line)."
+    ),
+    keep_stack: bool = typer.Option(
+        False, "--keep-stack", help="Leave a stack this run started running afterwards."
+    ),
+    reports_dir: Path | None = typer.Option(
+        None, "--reports-dir", help="Where run folders go (default: the experiment's report.dir)."
+    ),
+) -> None:
+    """Play an experiment: surge, faults, checks; always roll back; exit 0/1/2/3/4."""
+    experiment = load_experiment(experiment_file)
+    plan = build_plan(experiment)
+    target_name = target or experiment.target
+    if target is None and target_name not in ("local", "docker"):
+        target_name = str((experiment_file.parent / target_name).resolve())
+    stack_target = load_target(target_name)
+    backend = open_backend(stack_target)
+    started_here = False
+    if not backend.is_up():
+        console.print(f"[dim]no {stack_target.kind} stack is up: starting one for this run[/]")
+        backend.up(progress=None)
+        started_here = True
+    try:
+        endpoints = backend.endpoints()
+        base = reports_dir or Path(experiment.report.dir)
+        run_dir = make_run_dir(base, experiment.name)
+        handlers: list[EventHandler] = []
+        live: Any = None
+        if dashboard and console.is_terminal:
+            from chaoskit.dashboard import Dashboard
+
+            live = Dashboard(console=console, plan=plan, experiment=experiment.name)
+            handlers.append(live)
+        else:
+            from chaoskit.dashboard import ProgressLine
+
+            handlers.append(ProgressLine(console=console))
+        runner = Runner(
+            experiment=experiment,
+            plan=plan,
+            endpoints=endpoints,
+            settings=RunSettings(run_dir=run_dir, state_dir=chaoskit_home(), workers=workers),
+            handlers=handlers,
+        )
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            runner.request_stop("interrupted")
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if live is not None:
+                live.start()
+            try:
+                outcome = runner.execute()
+            finally:
+                if live is not None:
+                    live.stop()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        paths = write_reports(run_dir, list(experiment.report.formats))
+    finally:
+        if started_here and not keep_stack:
+            backend.down()
+    colour = {"held": "green", "violated": "red"}.get(outcome.verdict, "yellow")
+    console.print(
+        f"[bold {colour}]{outcome.verdict.upper()}[/] status={outcome.status} "
+        f"run={runner.run_id} exit={outcome.exit_code}"
+    )
+    for error in outcome.summary.get("errors", []):
+        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+    console.print(f"reports: {run_dir}")
+    for path in _paths(paths):
+        console.print(f"  {path}", highlight=False)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _paths(written: Any) -> list[str]:
+    if isinstance(written, dict):
+        return [str(p) for p in written.values()]
+    return [str(p) for p in written or []]
+
+
+@app.command()
+def cleanup(
+    target: str = typer.Option("local", "--target", "-t", help="local, docker or a target file."),
+    run_id: str | None = typer.Option(None, "--run", help="Only this run's leftovers."),
+) -> None:
+    """Remove faults and settings that killed runs left behind, and nothing else."""
+    stack_target = load_target(target)
+    urls: list[str] = []
+    try:
+        backend = open_backend(stack_target)
+        if backend.is_up():
+            urls = list(backend.endpoints().toxiproxy_urls)
+    except InputError:
+        raise
+    report = run_cleanup(state_dir=chaoskit_home(), toxiproxy_urls=urls, run_id=run_id)
+    for label, items in (
+        ("removed toxic", report.toxics_removed),
+        ("re-enabled proxy", report.proxies_enabled),
+        ("restored settings of", report.settings_restored),
+        ("restored container", report.containers_restored),
+        ("forgot run", report.runs_forgotten),
+        ("left alone (still running)", report.live_runs),
+    ):
+        for item in items:
+            console.print(f"{label}: {item}", highlight=False)
+    for error in report.errors:
+        err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+    if report.nothing_to_do:
+        console.print("nothing to clean up")
+    if report.errors:
+        raise typer.Exit(4)
+    sys.stdout.flush()

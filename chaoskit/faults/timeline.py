@@ -1,0 +1,333 @@
+"""The fault timeline: applies each fault window on time (or when a metric says so), moves
+ramps, removes each fault at its window's end, and rolls back everything on ``stop``.
+
+It runs on its own thread against the run clock. Every change is reported as an event;
+``stop`` is safe to call from any thread, any number of times, and never raises.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from chaoskit.events import Event
+from chaoskit.faults.actuators import Actuator, FaultSpec
+
+__all__ = ["FaultState", "FaultTimeline", "FaultWindowSpec", "Trigger"]
+
+Status = Literal["pending", "active", "removed", "failed", "skipped"]
+_RAMP_STEP_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """Start a fault when ``metric`` is above/below a value for ``for_s`` seconds."""
+
+    metric: str
+    above: float | None = None
+    below: float | None = None
+    for_s: float = 0.0
+
+    def holds(self, value: float | None) -> bool:
+        """Whether one sample meets the condition."""
+        if value is None:
+            return False
+        if self.above is not None and not value > self.above:
+            return False
+        return not (self.below is not None and not value < self.below)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultWindowSpec:
+    """One fault on the timeline: when it starts, how long it lasts, how it ramps."""
+
+    spec: FaultSpec
+    start: float | None  # run seconds; None when a trigger decides
+    duration: float | None  # None: until the load ends
+    ramp: float | None = None
+    trigger: Trigger | None = None
+
+
+@dataclass
+class FaultState:
+    """A fault window as it plays out."""
+
+    window: FaultWindowSpec
+    start: float | None
+    end: float | None
+    status: Status = "pending"
+    actuator: Actuator | None = None
+    scheduled_at: float | None = None
+    requested_at: float | None = None
+    applied_at: float | None = None
+    removed_at: float | None = None
+    apply_lag_ms: float | None = None
+    remove_lag_ms: float | None = None
+    error: str | None = None
+    trigger_since: float | None = None
+    level: float = 0.0
+    last_ramp: float = 0.0
+    removal_requested_at: float | None = field(default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The fault's line in summary.json."""
+        spec = self.window.spec
+        return {
+            "name": spec.name,
+            "kind": spec.kind,
+            "target": spec.target,
+            "params": {k: v for k, v in spec.params.items() if v is not None},
+            "scheduled_at": _r(self.scheduled_at),
+            "requested_at": _r(self.requested_at),
+            "applied_at": _r(self.applied_at),
+            "removed_at": _r(self.removed_at),
+            "apply_lag_ms": _r(self.apply_lag_ms),
+            "remove_lag_ms": _r(self.remove_lag_ms),
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+class FaultTimeline:
+    """Plays fault windows against the run clock on a background thread."""
+
+    def __init__(
+        self,
+        *,
+        windows: list[FaultWindowSpec],
+        make_actuator: Callable[[FaultSpec], Actuator],
+        emit: Callable[[Event], None],
+        clock: Callable[[], float],
+        load_end: float,
+        tick_s: float = 0.01,
+    ) -> None:
+        self._make = make_actuator
+        self._emit = emit
+        self._clock = clock
+        self._load_end = load_end
+        self._tick_s = tick_s
+        self._lock = threading.RLock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failures: list[str] = []
+        self.states = [
+            FaultState(
+                window=w,
+                start=w.start,
+                end=None if w.start is None else _end(w.start, w.duration, load_end),
+                scheduled_at=w.start,
+            )
+            for w in windows
+        ]
+
+    # --- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin playing the timeline."""
+        self._thread = threading.Thread(target=self._loop, name="fault-timeline", daemon=True)
+        self._thread.start()
+
+    def stop(self, reason: str = "run ended") -> list[str]:
+        """Stop the timeline and remove every fault still in place; returns what failed."""
+        self._stopped.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+        errors: list[str] = []
+        with self._lock:
+            for state in reversed(self.states):
+                if state.status == "active" or (state.status == "failed" and state.actuator):
+                    error = self._remove(state, reason)
+                    if error:
+                        errors.append(error)
+                elif state.status == "pending":
+                    state.status = "skipped"
+        return errors
+
+    @property
+    def active(self) -> list[FaultState]:
+        """Faults in place now."""
+        with self._lock:
+            return [s for s in self.states if s.status == "active"]
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """Every fault's line for summary.json."""
+        with self._lock:
+            return [s.to_json() for s in self.states]
+
+    def observed_windows(self) -> list[tuple[float, float]]:
+        """When faults were really in place (applied to removed), for phase boundaries."""
+        with self._lock:
+            spans = []
+            for s in self.states:
+                if s.applied_at is not None:
+                    spans.append((s.applied_at, s.removed_at if s.removed_at else self._clock()))
+            return spans
+
+    # --- metric triggers ---------------------------------------------------------------------
+    def on_sample(self, t: float, metrics: dict[str, float | None]) -> None:
+        """Feed a per-second sample; starts triggered faults whose condition has held long enough."""
+        with self._lock:
+            for state in self.states:
+                trigger = state.window.trigger
+                if trigger is None or state.status != "pending" or state.start is not None:
+                    continue
+                if trigger.holds(metrics.get(trigger.metric)):
+                    if state.trigger_since is None:
+                        state.trigger_since = t
+                    if t - state.trigger_since >= trigger.for_s:
+                        state.start = t
+                        state.scheduled_at = t
+                        state.end = _end(t, state.window.duration, self._load_end)
+                else:
+                    state.trigger_since = None
+
+    # --- the loop --------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopped.is_set():
+            now = self._clock()
+            with self._lock:
+                for state in self.states:
+                    if self._stopped.is_set():
+                        break
+                    self._step(state, now)
+            self._stopped.wait(self._tick_s)
+
+    def _step(self, state: FaultState, now: float) -> None:
+        if state.status == "pending" and state.start is not None and now >= state.start:
+            if state.end is not None and now >= state.end:
+                state.status = "skipped"
+                return
+            self._apply(state, now)
+        elif state.status == "active":
+            if state.end is not None and now >= state.end:
+                self._remove(state, "window ended")
+            elif state.window.ramp and state.level < 1.0 and now - state.last_ramp >= _RAMP_STEP_S:
+                self._ramp(state, now)
+
+    def _level(self, state: FaultState, now: float) -> float:
+        ramp = state.window.ramp
+        if not ramp or state.start is None:
+            return 1.0
+        return max(0.0, min(1.0, (now - state.start) / ramp))
+
+    def _apply(self, state: FaultState, now: float) -> None:
+        spec = state.window.spec
+        state.requested_at = now
+        self._emit(
+            Event(
+                "fault_requested",
+                now,
+                {
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "target": spec.target,
+                    "params": spec.params,
+                },
+            )
+        )
+        try:
+            state.actuator = self._make(spec)
+            state.level = self._level(state, now)
+            state.actuator.apply(state.level)
+        except Exception as exc:  # any failure to apply is recorded and ends the run cleanly
+            state.status = "failed"
+            state.error = str(exc)
+            self.failures.append(f"fault {spec.name!r} could not be applied: {exc}")
+            self._emit(
+                Event(
+                    "fault_failed",
+                    self._clock(),
+                    {"name": spec.name, "kind": spec.kind, "error": str(exc)},
+                )
+            )
+            return
+        confirmed = self._clock()
+        state.status = "active"
+        state.applied_at = confirmed
+        state.last_ramp = confirmed
+        base = state.scheduled_at if state.scheduled_at is not None else now
+        state.apply_lag_ms = (confirmed - base) * 1000.0
+        self._emit(
+            Event(
+                "fault_applied",
+                confirmed,
+                {
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "target": spec.target,
+                    "lag_ms": round(state.apply_lag_ms, 2),
+                    "ends_at": state.end,
+                },
+            )
+        )
+
+    def _ramp(self, state: FaultState, now: float) -> None:
+        assert state.actuator is not None
+        state.level = self._level(state, now)
+        state.last_ramp = now
+        try:
+            state.actuator.update(state.level)
+        except Exception as exc:  # a missed ramp step is retried on the next one
+            self._emit(
+                Event("log", now, {"level": "warning", "message": f"ramp step failed: {exc}"})
+            )
+            return
+        self._emit(
+            Event(
+                "fault_updated",
+                now,
+                {"name": state.window.spec.name, "level": round(state.level, 3)},
+            )
+        )
+
+    def _remove(self, state: FaultState, reason: str) -> str | None:
+        spec = state.window.spec
+        asked = self._clock()
+        state.removal_requested_at = asked
+        error: str | None = None
+        for attempt in range(3):
+            try:
+                if state.actuator is not None:
+                    state.actuator.remove()
+                error = None
+                break
+            except Exception as exc:  # retried: a fault must not outlive its run
+                error = f"fault {spec.name!r} could not be removed: {exc}"
+                time.sleep(0.1 * (attempt + 1))
+        done = self._clock()
+        if error is not None:
+            state.error = error
+            state.status = "failed"
+            self._emit(
+                Event("fault_failed", done, {"name": spec.name, "kind": spec.kind, "error": error})
+            )
+            return error
+        state.status = "removed"
+        state.removed_at = done
+        planned = state.end if state.end is not None and reason == "window ended" else asked
+        state.remove_lag_ms = (done - planned) * 1000.0
+        self._emit(
+            Event(
+                "fault_removed",
+                done,
+                {
+                    "name": spec.name,
+                    "kind": spec.kind,
+                    "reason": reason,
+                    "lag_ms": round(state.remove_lag_ms, 2),
+                },
+            )
+        )
+        return None
+
+
+def _end(start: float, duration: float | None, load_end: float) -> float | None:
+    if duration is None:
+        return None  # until stop(), which the runner calls when the load ends
+    return start + duration

@@ -1,0 +1,174 @@
+"""The steady-state hypothesis and the guardrails: thresholds on named metrics.
+
+A hypothesis is judged per phase (baseline, during faults, recovery, overall) from the
+metric recomputed over that phase. A guardrail watches every sample and trips when its
+metric stays out of bounds for its whole ``for`` window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CheckResult", "GuardrailWatch", "Threshold", "judge"]
+
+PHASES = ("baseline", "during", "recovery", "overall")
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A bound on one metric; ``phase`` says where a hypothesis applies ("all" = every phase)."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    phase: str = "all"
+    for_s: float = 0.0
+
+    def ok(self, value: float | None) -> bool | None:
+        """True within bounds, False outside, None when the metric has no value."""
+        if value is None:
+            return None
+        if self.min is not None and value < self.min:
+            return False
+        return not (self.max is not None and value > self.max)
+
+    def describe(self) -> str:
+        """The bound as a reader would say it."""
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        return f"{self.metric} {' and '.join(parts)}"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One judged check: a hypothesis in a phase, a guardrail, or an audit invariant."""
+
+    kind: str  # hypothesis | guardrail | audit
+    phase: str
+    metric: str
+    min: float | None
+    max: float | None
+    value: float | None
+    ok: bool | None  # None: not judged (no data for that phase or metric)
+    t: float | None = None
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The check's line in summary.json."""
+        return {
+            "kind": self.kind,
+            "phase": self.phase,
+            "metric": self.metric,
+            "min": self.min,
+            "max": self.max,
+            "value": None if self.value is None else round(self.value, 6),
+            "ok": self.ok,
+            "t": None if self.t is None else round(self.t, 3),
+            "note": self.note,
+        }
+
+
+def judge(
+    thresholds: list[Threshold],
+    *,
+    phases: dict[str, tuple[float, float] | None],
+    window: Callable[[str, float, float], float | None],
+    overall: dict[str, float | None],
+) -> list[CheckResult]:
+    """Judge every hypothesis threshold in the phases it names."""
+    results: list[CheckResult] = []
+    for threshold in thresholds:
+        wanted = PHASES if threshold.phase == "all" else (threshold.phase,)
+        for phase in wanted:
+            if phase == "overall":
+                value = overall.get(threshold.metric)
+                note = ""
+            else:
+                span = phases.get(phase)
+                if span is None or span[1] - span[0] < 1.0:
+                    if threshold.phase == "all":
+                        continue  # "all" means every phase this run had
+                    results.append(
+                        CheckResult(
+                            "hypothesis",
+                            phase,
+                            threshold.metric,
+                            threshold.min,
+                            threshold.max,
+                            None,
+                            None,
+                            note="phase did not happen",
+                        )
+                    )
+                    continue
+                value = window(threshold.metric, span[0], span[1])
+                note = f"{span[0]:.0f}s-{span[1]:.0f}s"
+            ok = threshold.ok(value)
+            results.append(
+                CheckResult(
+                    "hypothesis",
+                    phase,
+                    threshold.metric,
+                    threshold.min,
+                    threshold.max,
+                    value,
+                    ok,
+                    note=note if ok is not None else "no data",
+                )
+            )
+    return results
+
+
+class GuardrailWatch:
+    """Trips when a guardrail's metric has been out of bounds for its whole ``for`` window."""
+
+    def __init__(self, guardrails: list[Threshold]) -> None:
+        self._guardrails = guardrails
+        self._since: dict[int, float] = {}
+
+    def observe(self, t: float, metrics: dict[str, float | None]) -> CheckResult | None:
+        """Feed one sample; returns the breached guardrail, if one trips now."""
+        for index, guardrail in enumerate(self._guardrails):
+            ok = guardrail.ok(metrics.get(guardrail.metric))
+            if ok is False:
+                since = self._since.setdefault(index, t)
+                if t - since >= guardrail.for_s:
+                    return CheckResult(
+                        "guardrail",
+                        "during",
+                        guardrail.metric,
+                        guardrail.min,
+                        guardrail.max,
+                        metrics.get(guardrail.metric),
+                        False,
+                        t=t,
+                        note=f"out of bounds for {t - since:.0f}s",
+                    )
+            else:
+                self._since.pop(index, None)
+        return None
+
+    def final(self, tripped: CheckResult | None) -> list[CheckResult]:
+        """One result per guardrail for the summary: the tripped one failed, the others held."""
+        results = []
+        for guardrail in self._guardrails:
+            if tripped is not None and tripped.metric == guardrail.metric:
+                results.append(tripped)
+            else:
+                results.append(
+                    CheckResult(
+                        "guardrail",
+                        "during",
+                        guardrail.metric,
+                        guardrail.min,
+                        guardrail.max,
+                        None,
+                        True,
+                    )
+                )
+        return results

@@ -1,0 +1,559 @@
+"""The run stage: drive the load, play the fault timeline, watch the guardrails, always roll back.
+
+A run never ends by an exception escaping: it ends with a status from a fixed set
+(completed / aborted / interrupted / error), recorded in summary.json, and the CLI maps
+that and the verdict to an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from chaoskit import __version__
+from chaoskit.errors import ChaoskitError, EnvironmentProblem
+from chaoskit.events import Event, EventBus, EventHandler
+from chaoskit.experiment.models import Experiment
+from chaoskit.faults.actuators import FaultSpec, make_actuator
+from chaoskit.faults.domain import AdminClient
+from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec, Trigger
+from chaoskit.faults.toxiproxy import ToxiproxyClient
+from chaoskit.load.process import LoadProcess
+from chaoskit.load.spec import LoadSpec
+from chaoskit.observe.aggregate import MetricsAggregator
+from chaoskit.observe.audit import AuditResult, drain, run_audit
+from chaoskit.observe.sampler import StatsSampler
+from chaoskit.plan import Plan
+from chaoskit.report.summary import JournalWriter, SummaryWriter
+from chaoskit.run.checks import CheckResult, GuardrailWatch, Threshold, judge
+from chaoskit.run.registry import LiveRecord, RunRegistry
+from chaoskit.run.settings import stack_settings
+from chaoskit.stack.endpoints import StackEndpoints
+
+__all__ = ["RunOutcome", "RunSettings", "Runner", "Status", "Verdict"]
+
+Status = Literal["completed", "aborted", "interrupted", "error"]
+Verdict = Literal["held", "violated", "aborted", "error"]
+
+_START_DELAY_S = 1.0  # the load engine's start-up, so t=0 is when arrivals begin
+_END_GRACE_S = 3.0
+_SUMMARY_EVERY_S = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSettings:
+    """How to run, beyond what the experiment says."""
+
+    run_dir: Path
+    state_dir: Path
+    workers: int = 0
+    expect_workers: bool = False
+    master_port: int = 5557
+    drain_timeout_s: float = 20.0
+    caps: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """How a run ended."""
+
+    status: Status
+    verdict: Verdict
+    exit_code: int
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def new_run_id() -> str:
+    """A short id that names this run's toxics and records."""
+    return datetime.now(UTC).strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(3)
+
+
+class Runner:
+    """Plays one experiment against one stack; ``request_stop`` may come from a signal handler."""
+
+    def __init__(
+        self,
+        *,
+        experiment: Experiment,
+        plan: Plan,
+        endpoints: StackEndpoints,
+        settings: RunSettings,
+        handlers: list[EventHandler] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.experiment = experiment
+        self.plan = plan
+        self.endpoints = endpoints
+        self.settings = settings
+        self.run_id = run_id or new_run_id()
+        self.run_dir = settings.run_dir
+        self._stop = threading.Event()
+        self._stop_reason: Status | None = None
+        self._abort: CheckResult | None = None
+        self._errors: list[str] = []
+        self.bus = EventBus(on_handler_error=self._handler_failed)
+        self.journal = JournalWriter(self.run_dir / "events.jsonl")
+        self.bus.subscribe(self.journal)
+        for handler in handlers or []:
+            self.bus.subscribe(handler)
+        self.summary = SummaryWriter(self.run_dir / "summary.json")
+        self.aggregator = MetricsAggregator()
+        self._t0 = 0.0
+        self._phase = "baseline"
+
+    # --- control -----------------------------------------------------------------------------
+    def request_stop(self, reason: Status = "interrupted") -> None:
+        """Ask the run to end now (Ctrl-C, SIGTERM); faults are rolled back first."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        self._stop.set()
+
+    def clock(self) -> float:
+        """Run time: seconds since the load started."""
+        return time.time() - self._t0
+
+    def _emit(self, type_: Any, data: dict[str, Any] | None = None, t: float | None = None) -> None:
+        self.bus.emit(Event(type_, self.clock() if t is None else t, data or {}))
+
+    def _handler_failed(self, handler: object, exc: BaseException) -> None:
+        message = f"{type(handler).__name__} failed and was detached from the run: {exc}"
+        self._errors.append(message)
+        try:
+            self.journal.handle(Event("log", self.clock(), {"level": "error", "message": message}))
+        except Exception:  # the journal itself failing must not stop the run either
+            pass
+
+    # --- the run ----------------------------------------------------------------------------
+    def execute(self) -> RunOutcome:
+        """Run the experiment to its end; never raises."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        registry = RunRegistry(self.settings.state_dir)
+        record = registry.open(
+            run_id=self.run_id,
+            target=self.endpoints.name,
+            toxiproxy_urls=list(self.endpoints.toxiproxy_urls),
+        )
+        admin = AdminClient(self.endpoints.services)
+        clients: dict[str, ToxiproxyClient] = {}
+
+        def client_for(url: str) -> ToxiproxyClient:
+            if url not in clients:
+                clients[url] = ToxiproxyClient(url)
+            return clients[url]
+
+        started_at = datetime.now(UTC)
+        self._t0 = time.time() + _START_DELAY_S
+        timeline = FaultTimeline(
+            windows=self._fault_windows(),
+            make_actuator=lambda spec: make_actuator(
+                spec,
+                run_id=self.run_id,
+                endpoints=self.endpoints,
+                admin=admin,
+                record=record,
+                client_for=client_for,
+            ),
+            emit=self.bus.emit,
+            clock=self.clock,
+            load_end=self.plan.duration_s,
+        )
+        status: Status = "completed"
+        load: LoadProcess | None = None
+        sampler: StatsSampler | None = None
+        restored_settings: dict[str, dict[str, Any]] = {}
+        audit: AuditResult | None = None
+        try:
+            self._emit(
+                "run_started",
+                {
+                    "run_id": self.run_id,
+                    "experiment": self.experiment.name,
+                    "target": self.endpoints.name,
+                    "duration_s": self.plan.duration_s,
+                    "plan": self.plan.to_json(),
+                },
+                t=-_START_DELAY_S,
+            )
+            self._write_summary(started_at, "running", None, timeline, [], None)
+            restored_settings = self._configure_stack(admin, record)
+            if self.endpoints.services:
+                sampler = StatsSampler(
+                    self.endpoints.services,
+                    on_sample=self.aggregator.add_stats,
+                    clock=self.clock,
+                )
+                sampler.start()
+            load = LoadProcess.start(self._load_spec())
+            timeline.start()
+            status = self._watch(load, timeline, started_at)
+        except ChaoskitError as exc:
+            status = "error"
+            self._errors.append(str(exc))
+        except Exception as exc:  # an unexpected failure still ends in rollback and a summary
+            status = "error"
+            self._errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            # Faults first: they are what can hurt a shared environment.
+            rollback_errors = timeline.stop(reason=status if status != "completed" else "run ended")
+            self._errors.extend(rollback_errors)
+            self._restore_stack(admin, record, restored_settings)
+            if load is not None:
+                load.stop()
+                self._drain_ticks(load)
+                if load.returncode not in (0, None) and status == "completed":
+                    status = "error"
+                    self._errors.append(f"load engine failed: {load.stderr_tail()}")
+            if sampler is not None:
+                sampler.stop()
+            if not rollback_errors and not self._restore_failed:
+                record.close()
+        if status != "error" and self.endpoints.services:
+            self._emit("phase_changed", {"phase": "drain"})
+            try:
+                drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
+                audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
+            except ChaoskitError as exc:
+                self._errors.append(f"audit: {exc}")
+        elif not self.endpoints.services:
+            audit = run_audit({}, self.run_dir / "outcomes")
+        if audit is not None:
+            self._emit("audit", audit.to_json())
+        admin.close()
+        for client in clients.values():
+            client.close()
+        checks = self._final_checks(timeline, audit)
+        verdict, exit_code = self._verdict(status, checks, audit)
+        summary = self._write_summary(
+            started_at, status, verdict, timeline, checks, audit, exit_code=exit_code
+        )
+        self._emit("run_ended", {"status": status, "verdict": verdict, "exit_code": exit_code})
+        self.journal.close()
+        return RunOutcome(status, verdict, exit_code, self.run_dir, summary)
+
+    _restore_failed = False
+
+    def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
+        """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
+        guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
+        end = self.plan.duration_s
+        next_sample = 1.0
+        last_summary = 0.0
+        while True:
+            if self._stop.is_set():
+                return self._stop_reason or "interrupted"
+            tick = load.poll_tick(timeout=0.05)
+            if tick is not None:
+                kind = tick.get("type")
+                if kind == "tick":
+                    self.aggregator.add_tick(tick)
+                elif kind == "worker_lost":
+                    self._emit("worker_lost", {"worker": tick.get("worker")})
+                elif kind == "error":
+                    raise EnvironmentProblem(f"load engine: {tick.get('message')}")
+                elif kind == "done":
+                    return "completed"
+            now = self.clock()
+            while now >= next_sample:
+                metrics = self.aggregator.sample(next_sample)
+                self._emit("sample", {"metrics": metrics}, t=next_sample)
+                timeline.on_sample(next_sample, metrics)
+                self._update_phase(timeline, next_sample)
+                tripped = guardrails.observe(next_sample, metrics)
+                if tripped is not None:
+                    self._abort = tripped
+                    self._emit(
+                        "guardrail_breached",
+                        {
+                            "metric": tripped.metric,
+                            "value": tripped.value,
+                            "min": tripped.min,
+                            "max": tripped.max,
+                        },
+                    )
+                    return "aborted"
+                next_sample += 1.0
+            if timeline.failures:
+                self._errors.extend(timeline.failures)
+                return "error"
+            if now - last_summary >= _SUMMARY_EVERY_S:
+                last_summary = now
+                self._write_summary(started_at, "running", None, timeline, [], None)
+            if now > end + _END_GRACE_S + 5.0:
+                return "completed"  # the engine overran its own end; do not wait for it
+            if load.returncode is not None and tick is None:
+                return "completed" if load.returncode == 0 else "error"
+
+    def _drain_ticks(self, load: LoadProcess) -> None:
+        """Take in the ticks the engine flushed while stopping."""
+        while True:
+            tick = load.poll_tick(timeout=0.2)
+            if tick is None:
+                return
+            if tick.get("type") == "tick":
+                self.aggregator.add_tick(tick)
+
+    def _update_phase(self, timeline: FaultTimeline, t: float) -> None:
+        active = timeline.active
+        applied = [s for s in timeline.states if s.applied_at is not None]
+        if active:
+            phase = "during"
+        elif applied:
+            phase = "recovery"
+        else:
+            phase = "baseline"
+        if phase != self._phase:
+            self._phase = phase
+            self.aggregator.mark_phase(phase, t)
+            self._emit("phase_changed", {"phase": phase}, t=t)
+
+    # --- parts -------------------------------------------------------------------------------
+    def _fault_windows(self) -> list[FaultWindowSpec]:
+        windows = []
+        for fault in self.experiment.faults:
+            params = fault.model_dump(mode="python", by_alias=False)
+            name = str(params.pop("name"))
+            kind = str(params.pop("kind"))
+            at = params.pop("at", None)
+            when = params.pop("when", None)
+            duration = params.pop("for_", params.pop("duration", None))
+            ramp = params.pop("ramp", None)
+            trigger = None
+            if when is not None:
+                trigger = Trigger(
+                    metric=str(when["metric"]),
+                    above=when.get("above"),
+                    below=when.get("below"),
+                    for_s=float(when.get("for_", when.get("for", 0.0)) or 0.0),
+                )
+            windows.append(
+                FaultWindowSpec(
+                    spec=FaultSpec(name=name, kind=kind, params=params),
+                    start=None if trigger is not None else float(at or 0.0),
+                    duration=None if duration is None else float(duration),
+                    ramp=None if not ramp else float(ramp),
+                    trigger=trigger,
+                )
+            )
+        return windows
+
+    def _load_spec(self) -> LoadSpec:
+        load = self.experiment.load
+        behaviour = load.behaviour
+        return LoadSpec(
+            run_id=self.run_id,
+            run_dir=str(self.run_dir),
+            gateway_url=self.endpoints.gateway_url,
+            headers=dict(self.endpoints.headers),
+            allowed_hosts=list(self.endpoints.allowed_hosts),
+            t0=self._t0,
+            duration_s=self.plan.duration_s,
+            seed=self.experiment.seed,
+            model=load.model,
+            shape=load.shape.model_dump(mode="json", by_alias=True),
+            base_dir=str(self._base_dir()),
+            behaviour={
+                "reclick": behaviour.reclick,
+                "think_time_s": behaviour.think_time,
+                "reuse_idempotency_key": behaviour.reuse_idempotency_key,
+                "request_timeout_s": behaviour.request_timeout,
+            },
+            workers=self.settings.workers,
+            expect_workers=self.settings.expect_workers,
+            master_port=self.settings.master_port,
+            max_inflight=load.max_inflight,
+            caps=dict(self.settings.caps),
+        )
+
+    def _base_dir(self) -> Path:
+        source = getattr(self.experiment, "source_path", None)
+        return Path(source).parent if source else Path.cwd()
+
+    def _configure_stack(self, admin: AdminClient, record: LiveRecord) -> dict[str, dict[str, Any]]:
+        """Apply the experiment's stack settings; returns what to put back."""
+        wanted = stack_settings(self.experiment.stack.model_dump(mode="python", exclude_none=True))
+        previous: dict[str, dict[str, Any]] = {}
+        for service, values in wanted.items():
+            if not admin.has(service):
+                self._emit(
+                    "log",
+                    {
+                        "level": "warning",
+                        "message": f"stack settings for {service} skipped: no admin",
+                    },
+                )
+                continue
+            current = admin.get(service)
+            previous[service] = {k: current.get(k) for k in values}
+            for key, value in previous[service].items():
+                record.remember_setting(service, self.endpoints.services[service], key, value)
+            admin.set(service, values)
+            self._emit(
+                "stack_configured",
+                {"service": service, "settings": values, "previous": previous[service]},
+            )
+        return previous
+
+    def _restore_stack(
+        self, admin: AdminClient, record: LiveRecord, previous: dict[str, dict[str, Any]]
+    ) -> None:
+        """Put the stack's settings back to what they were before the run (faults included)."""
+        pending = dict(record.record.restore)
+        for service, entry in pending.items():
+            values = dict(entry.get("settings", {}))
+            values.update(previous.get(service, {}))
+            try:
+                admin.set(service, values)
+                record.settings_restored(service)
+            except ChaoskitError as exc:
+                self._restore_failed = True
+                self._errors.append(f"could not restore {service} settings: {exc}")
+
+    def _threshold(self, check: Any) -> Threshold:
+        return Threshold(
+            metric=check.metric,
+            min=check.min,
+            max=check.max,
+            phase=getattr(check, "phase", "all"),
+            for_s=float(getattr(check, "for_", 0.0) or 0.0),
+        )
+
+    def _phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float] | None]:
+        end = min(self.clock(), self.plan.duration_s)
+        spans = timeline.observed_windows()
+        if not spans:
+            return {"baseline": (0.0, end), "during": None, "recovery": None}
+        first = min(s for s, _ in spans)
+        last = max(e for _, e in spans)
+        return {
+            "baseline": (0.0, first) if first >= 1.0 else None,
+            "during": (first, min(last, end)),
+            "recovery": (last, end) if end - last >= 1.0 else None,
+        }
+
+    def _final_checks(
+        self, timeline: FaultTimeline, audit: AuditResult | None
+    ) -> list[CheckResult]:
+        overall = self.aggregator.overall()
+        checks = judge(
+            [self._threshold(h) for h in self.experiment.hypothesis],
+            phases=self._phases(timeline),
+            window=self.aggregator.window,
+            overall=overall,
+        )
+        guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
+        checks.extend(guardrails.final(self._abort))
+        if audit is not None and audit.status != "skipped":
+            for name, invariant in audit.invariants.items():
+                checks.append(
+                    CheckResult(
+                        "audit",
+                        "overall",
+                        name,
+                        None,
+                        0.0,
+                        float(invariant.count),
+                        invariant.count == 0,
+                    )
+                )
+        return checks
+
+    def _verdict(
+        self, status: Status, checks: list[CheckResult], audit: AuditResult | None
+    ) -> tuple[Verdict, int]:
+        if status == "error":
+            return "error", 4
+        if status in ("aborted", "interrupted"):
+            return "aborted", 3
+        failed = [c for c in checks if c.ok is False and c.kind in ("hypothesis", "audit")]
+        return ("violated", 1) if failed else ("held", 0)
+
+    def _write_summary(
+        self,
+        started_at: datetime,
+        status: str,
+        verdict: str | None,
+        timeline: FaultTimeline,
+        checks: list[CheckResult],
+        audit: AuditResult | None,
+        *,
+        exit_code: int | None = None,
+    ) -> dict[str, Any]:
+        phases = self._phases(timeline) if self._t0 else {}
+        per_phase: dict[str, dict[str, float | None]] = {}
+        for phase, span in phases.items():
+            if span is not None:
+                per_phase[phase] = {
+                    name: self.aggregator.window(name, span[0], span[1]) for name in _PHASE_METRICS
+                }
+        experiment = self.experiment
+        summary: dict[str, Any] = {
+            "schema": 1,
+            "run_id": self.run_id,
+            "experiment": {
+                "name": experiment.name,
+                "description": experiment.description,
+                "file": str(getattr(experiment, "source_path", "") or ""),
+                "seed": experiment.seed,
+                "target": self.endpoints.name,
+            },
+            "started_at": started_at.isoformat(),
+            "ended_at": datetime.now(UTC).isoformat() if status != "running" else None,
+            "duration_s": round(max(0.0, self.clock()), 3),
+            "status": status,
+            "verdict": verdict,
+            "exit_code": exit_code,
+            "environment": {
+                "chaoskit_version": __version__,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "target_kind": self.endpoints.kind,
+                "workers": self.settings.workers,
+                "pid": os.getpid(),
+                "argv": [a for a in sys.argv[1:] if "=" not in a],
+            },
+            "metrics": self.aggregator.overall(),
+            "phases": per_phase,
+            "checks": [c.to_json() for c in checks],
+            "faults": timeline.to_json(),
+            "audit": audit.to_json()
+            if audit is not None
+            else {"status": "skipped", "reason": "run did not reach the audit", "invariants": {}},
+            "abort": None
+            if self._abort is None
+            else {
+                "reason": "guardrail",
+                "metric": self._abort.metric,
+                "value": self._abort.value,
+                "min": self._abort.min,
+                "max": self._abort.max,
+                "t": self._abort.t,
+            },
+            "plan": self.plan.to_json(),
+            "errors": list(self._errors),
+        }
+        if status == "interrupted":
+            summary["abort"] = {"reason": "signal", "t": round(self.clock(), 3)}
+        self.summary.write(summary)
+        return summary
+
+
+_PHASE_METRICS = (
+    "fulfilment_rate",
+    "fulfilment_time_p95_s",
+    "error_rate",
+    "latency_p95_ms",
+    "coupon_delay_p95_s",
+    "orders_per_s",
+    "retry_amplification",
+    "store_rejections",
+    "rider_wait_p95_s",
+)
