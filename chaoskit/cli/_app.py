@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer._click.core import Context as TyperContext  # typer vendors click
 from typer.core import TyperGroup
 
 from chaoskit.errors import ChaoskitError
@@ -28,14 +29,14 @@ err_console = Console(stderr=True, no_color="NO_COLOR" in os.environ)
 
 def fail(error: ChaoskitError) -> typer.Exit:
     """Print one red line for ``error`` and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
     return typer.Exit(error.exit_code)
 
 
 class _ChaoskitGroup(TyperGroup):
     """Catches ChaoskitError once for every command, including nested groups."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: TyperContext) -> Any:
         try:
             return super().invoke(ctx)
         except ChaoskitError as error:
@@ -45,7 +46,9 @@ class _ChaoskitGroup(TyperGroup):
 app = typer.Typer(
     cls=_ChaoskitGroup,
     name="chaoskit",
-    help="Rehearse a flash-sale surge against an order stack: load, faults, and what customers feel.",
+    help=(
+        "Rehearse a flash-sale surge against an order stack: load, faults, and what customers feel."
+    ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

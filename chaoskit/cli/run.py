@@ -42,6 +42,12 @@ def run(
     reports_dir: Path | None = typer.Option(
         None, "--reports-dir", help="Where run folders go (default: the experiment's report.dir)."
     ),
+    yes: bool = typer.Option(
+        False, "--yes", "-y", help="Attach targets: do not ask for confirmation before load."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show what the run would do (hosts, load, faults); touch nothing."
+    ),
 ) -> None:
     """Play an experiment: surge, faults, checks; always roll back; exit 0/1/2/3/4."""
     experiment = load_experiment(experiment_file)
@@ -51,6 +57,30 @@ def run(
         target_name = str((experiment_file.parent / target_name).resolve())
     stack_target = load_target(target_name)
     backend = open_backend(stack_target)
+    settings: dict[str, Any] = {}
+    if stack_target.kind == "attach":
+        from chaoskit.run.safety import preflight
+
+        review = preflight(
+            experiment=experiment, plan=plan, target=stack_target, endpoints=backend.endpoints()
+        )
+        review.render(console)
+        if dry_run:
+            console.print("dry run: nothing was touched")
+            raise typer.Exit(0)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise InputError("attach runs need confirmation: pass --yes (no terminal to ask)")
+            if not typer.confirm("Run this against the target?", default=False):
+                console.print("not confirmed: nothing was touched")
+                raise typer.Exit(2)
+        settings = {"watchdog_ttl_s": review.watchdog_ttl_s, "caps": review.caps}
+    elif dry_run:
+        from chaoskit.cli.experiment import render_plan
+
+        render_plan(plan, experiment, console, source=str(experiment_file))
+        console.print("dry run: nothing was touched")
+        raise typer.Exit(0)
     started_here = False
     if not backend.is_up():
         console.print(f"[dim]no {stack_target.kind} stack is up: starting one for this run[/]")
@@ -65,17 +95,25 @@ def run(
         if dashboard and console.is_terminal:
             from chaoskit.dashboard import Dashboard
 
-            live = Dashboard(console=console, plan=plan, experiment=experiment.name)
+            live = Dashboard(
+                console=console,
+                plan=plan.to_json(),
+                name=experiment.name,
+                hypotheses=[_plain(h) for h in experiment.hypothesis],
+                guardrails=[_plain(g) for g in experiment.guardrails],
+            )
             handlers.append(live)
         else:
             from chaoskit.dashboard import ProgressLine
 
-            handlers.append(ProgressLine(console=console))
+            handlers.append(ProgressLine(console=console, plan=plan.to_json()))
         runner = Runner(
             experiment=experiment,
             plan=plan,
             endpoints=endpoints,
-            settings=RunSettings(run_dir=run_dir, state_dir=chaoskit_home(), workers=workers),
+            settings=RunSettings(
+                run_dir=run_dir, state_dir=chaoskit_home(), workers=workers, **settings
+            ),
             handlers=handlers,
         )
 
@@ -94,7 +132,7 @@ def run(
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        paths = write_reports(run_dir, list(experiment.report.formats))
+        written = write_reports(run_dir, list(experiment.report.formats))
     finally:
         if started_here and not keep_stack:
             backend.down()
@@ -106,15 +144,16 @@ def run(
     for error in outcome.summary.get("errors", []):
         err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
     console.print(f"reports: {run_dir}")
-    for path in _paths(paths):
+    for path in written.paths.values():
         console.print(f"  {path}", highlight=False)
+    for fmt, reason in written.errors.items():
+        err_console.print(f"[red]error:[/] {fmt} report: {reason}", highlight=False)
     raise typer.Exit(outcome.exit_code)
 
 
-def _paths(written: Any) -> list[str]:
-    if isinstance(written, dict):
-        return [str(p) for p in written.values()]
-    return [str(p) for p in written or []]
+def _plain(model: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True)
+    return dumped
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from chaoskit.errors import ChaoskitError
 from chaoskit.faults.domain import AdminClient
@@ -94,7 +95,8 @@ def _undo_record(record: RunRecord, report: CleanupReport) -> None:
     for service, entry in record.restore.items():
         admin = AdminClient({service: entry["url"]})
         try:
-            admin.set(service, dict(entry["settings"]))
+            settings = cast(dict[str, Any], entry.get("settings") or {})
+            admin.set(service, settings)
             report.settings_restored.append(service)
         except ChaoskitError as exc:
             report.errors.append(f"settings of {service}: {exc}")

@@ -7,10 +7,10 @@ that and the verdict to an exit code.
 
 from __future__ import annotations
 
-import os
+import contextlib
+import json
 import platform
 import secrets
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,12 +27,13 @@ from chaoskit.faults.domain import AdminClient
 from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec, Trigger
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.load.process import LoadProcess
-from chaoskit.load.spec import LoadSpec
+from chaoskit.load.spec import Behaviour as SpecBehaviour
+from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.plan import Plan
-from chaoskit.report.summary import JournalWriter, SummaryWriter
+from chaoskit.report.summary import JournalWriter, Summary, SummaryWriter
 from chaoskit.run.checks import CheckResult, GuardrailWatch, Threshold, judge
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.settings import stack_settings
@@ -59,6 +60,9 @@ class RunSettings:
     master_port: int = 5557
     drain_timeout_s: float = 20.0
     caps: dict[str, float] = field(default_factory=dict)
+    # Seconds without a heartbeat after which a detached watchdog removes this run's faults
+    # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
+    watchdog_ttl_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,11 +105,12 @@ class Runner:
         self._abort: CheckResult | None = None
         self._errors: list[str] = []
         self.bus = EventBus(on_handler_error=self._handler_failed)
-        self.journal = JournalWriter(self.run_dir / "events.jsonl")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = JournalWriter(self.run_dir)
         self.bus.subscribe(self.journal)
         for handler in handlers or []:
             self.bus.subscribe(handler)
-        self.summary = SummaryWriter(self.run_dir / "summary.json")
+        self.summary = SummaryWriter(self.run_dir)
         self.aggregator = MetricsAggregator()
         self._t0 = 0.0
         self._phase = "baseline"
@@ -127,10 +132,9 @@ class Runner:
     def _handler_failed(self, handler: object, exc: BaseException) -> None:
         message = f"{type(handler).__name__} failed and was detached from the run: {exc}"
         self._errors.append(message)
-        try:
+        # The journal itself failing must not stop the run either.
+        with contextlib.suppress(Exception):
             self.journal.handle(Event("log", self.clock(), {"level": "error", "message": message}))
-        except Exception:  # the journal itself failing must not stop the run either
-            pass
 
     # --- the run ----------------------------------------------------------------------------
     def execute(self) -> RunOutcome:
@@ -151,6 +155,7 @@ class Runner:
             return clients[url]
 
         started_at = datetime.now(UTC)
+        watchdog = self._start_watchdog(registry)
         self._t0 = time.time() + _START_DELAY_S
         timeline = FaultTimeline(
             windows=self._fault_windows(),
@@ -192,6 +197,7 @@ class Runner:
                     clock=self.clock,
                 )
                 sampler.start()
+            self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
             timeline.start()
             status = self._watch(load, timeline, started_at)
@@ -216,6 +222,8 @@ class Runner:
                 sampler.stop()
             if not rollback_errors and not self._restore_failed:
                 record.close()
+            if watchdog is not None:
+                watchdog.stop()
         if status != "error" and self.endpoints.services:
             self._emit("phase_changed", {"phase": "drain"})
             try:
@@ -240,6 +248,21 @@ class Runner:
         return RunOutcome(status, verdict, exit_code, self.run_dir, summary)
 
     _restore_failed = False
+    _watchdog: Any = None
+
+    def _start_watchdog(self, registry: RunRegistry) -> Any:
+        """The dead-man's switch: a detached process that undoes this run if it stops beating."""
+        if self.settings.watchdog_ttl_s is None:
+            return None
+        from chaoskit.faults.watchdog import Watchdog
+
+        self._watchdog = Watchdog(
+            record_path=registry.path(self.run_id),
+            heartbeat_path=self.run_dir / "heartbeat",
+            ttl_s=self.settings.watchdog_ttl_s,
+        )
+        self._watchdog.start()
+        return self._watchdog
 
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
@@ -250,6 +273,8 @@ class Runner:
         while True:
             if self._stop.is_set():
                 return self._stop_reason or "interrupted"
+            if self._watchdog is not None:
+                self._watchdog.beat()
             tick = load.poll_tick(timeout=0.05)
             if tick is not None:
                 kind = tick.get("type")
@@ -260,7 +285,11 @@ class Runner:
                 elif kind == "error":
                     raise EnvironmentProblem(f"load engine: {tick.get('message')}")
                 elif kind == "done":
-                    return "completed"
+                    return (
+                        self._stop_reason
+                        if self._stop.is_set() and self._stop_reason
+                        else ("completed")
+                    )
             now = self.clock()
             while now >= next_sample:
                 metrics = self.aggregator.sample(next_sample)
@@ -313,33 +342,34 @@ class Runner:
         if phase != self._phase:
             self._phase = phase
             self.aggregator.mark_phase(phase, t)
-            self._emit("phase_changed", {"phase": phase}, t=t)
+            self._emit("phase_changed", {"phase": phase, "load_phase": self._load_phase_at(t)}, t=t)
+
+    def _load_phase_at(self, t: float) -> str:
+        for phase in self.plan.load_phases:
+            if phase.start <= t < phase.end:
+                return str(phase.label)
+        return ""
 
     # --- parts -------------------------------------------------------------------------------
     def _fault_windows(self) -> list[FaultWindowSpec]:
         windows = []
         for fault in self.experiment.faults:
-            params = fault.model_dump(mode="python", by_alias=False)
-            name = str(params.pop("name"))
-            kind = str(params.pop("kind"))
-            at = params.pop("at", None)
-            when = params.pop("when", None)
-            duration = params.pop("for_", params.pop("duration", None))
-            ramp = params.pop("ramp", None)
             trigger = None
-            if when is not None:
+            if fault.when is not None:
                 trigger = Trigger(
-                    metric=str(when["metric"]),
-                    above=when.get("above"),
-                    below=when.get("below"),
-                    for_s=float(when.get("for_", when.get("for", 0.0)) or 0.0),
+                    metric=fault.when.metric,
+                    above=fault.when.above,
+                    below=fault.when.below,
+                    for_s=fault.when.for_,
                 )
+            params = {"dependency" if fault.family == "network" else "service": fault.target}
+            params.update(fault.params())
             windows.append(
                 FaultWindowSpec(
-                    spec=FaultSpec(name=name, kind=kind, params=params),
-                    start=None if trigger is not None else float(at or 0.0),
-                    duration=None if duration is None else float(duration),
-                    ramp=None if not ramp else float(ramp),
+                    spec=FaultSpec(name=fault.name, kind=fault.kind, params=params),
+                    start=None if trigger is not None else float(fault.at),
+                    duration=fault.for_,
+                    ramp=fault.ramp,
                     trigger=trigger,
                 )
             )
@@ -360,17 +390,17 @@ class Runner:
             model=load.model,
             shape=load.shape.model_dump(mode="json", by_alias=True),
             base_dir=str(self._base_dir()),
-            behaviour={
-                "reclick": behaviour.reclick,
-                "think_time_s": behaviour.think_time,
-                "reuse_idempotency_key": behaviour.reuse_idempotency_key,
-                "request_timeout_s": behaviour.request_timeout,
-            },
+            behaviour=SpecBehaviour(
+                reclick=behaviour.reclick,
+                think_time_s=behaviour.think_time,
+                reuse_idempotency_key=behaviour.reuse_idempotency_key,
+                request_timeout_s=behaviour.request_timeout,
+            ),
             workers=self.settings.workers,
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
             max_inflight=load.max_inflight,
-            caps=dict(self.settings.caps),
+            caps=Caps.model_validate(self.settings.caps),
         )
 
     def _base_dir(self) -> Path:
@@ -487,13 +517,12 @@ class Runner:
         *,
         exit_code: int | None = None,
     ) -> dict[str, Any]:
-        phases = self._phases(timeline) if self._t0 else {}
         per_phase: dict[str, dict[str, float | None]] = {}
-        for phase, span in phases.items():
-            if span is not None:
-                per_phase[phase] = {
-                    name: self.aggregator.window(name, span[0], span[1]) for name in _PHASE_METRICS
-                }
+        if status != "running":  # per-phase figures are computed once, at the end
+            for phase, span in self._phases(timeline).items():
+                if span is not None:
+                    row = self.aggregator.windows(span[0], span[1])
+                    per_phase[phase] = {name: row.get(name) for name in _PHASE_METRICS}
         experiment = self.experiment
         summary: dict[str, Any] = {
             "schema": 1,
@@ -517,8 +546,6 @@ class Runner:
                 "platform": platform.platform(),
                 "target_kind": self.endpoints.kind,
                 "workers": self.settings.workers,
-                "pid": os.getpid(),
-                "argv": [a for a in sys.argv[1:] if "=" not in a],
             },
             "metrics": self.aggregator.overall(),
             "phases": per_phase,
@@ -533,8 +560,7 @@ class Runner:
                 "reason": "guardrail",
                 "metric": self._abort.metric,
                 "value": self._abort.value,
-                "min": self._abort.min,
-                "max": self._abort.max,
+                "limit": self._abort.max if self._abort.max is not None else self._abort.min,
                 "t": self._abort.t,
             },
             "plan": self.plan.to_json(),
@@ -542,7 +568,11 @@ class Runner:
         }
         if status == "interrupted":
             summary["abort"] = {"reason": "signal", "t": round(self.clock(), 3)}
-        self.summary.write(summary)
+        try:
+            self.summary.write(Summary.model_validate(summary))
+        except Exception as exc:  # a summary that does not fit its schema is still written
+            summary["errors"] = [*summary["errors"], f"summary did not validate: {exc}"]
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
 
 

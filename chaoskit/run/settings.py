@@ -27,7 +27,8 @@ def stack_settings(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if delivery is not None:
         # One delivery is 25 simulated minutes; the compression makes it last `delivery` seconds.
         put("rider", "delivery_minutes", _SIMULATED_DELIVERY_MIN)
-        put("rider", "time_compression", _SIMULATED_DELIVERY_MIN * 60.0 / max(float(delivery), 0.001))
+        compression = _SIMULATED_DELIVERY_MIN * 60.0 / max(float(delivery), 0.001)
+        put("rider", "time_compression", compression)
     put("rider", "dispatch_wait_s", stack.get("dispatch_wait"))
     stores = stack.get("stores") or {}
     put("store", "stores", stores.get("count"))
