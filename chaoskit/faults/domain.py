@@ -1,4 +1,4 @@
-"""Domain faults through the stack's ``/admin`` endpoints: riders, stores, coupon ledger, API errors.
+"""Domain faults through the stack's ``/admin`` endpoints: riders, stores, coupon ledger, errors.
 
 Each domain fault is a partial settings change on one service. What it changes is read
 first, so the exact previous values can be put back.
@@ -21,7 +21,7 @@ class AdminClient:
 
     def __init__(self, services: dict[str, str], *, timeout_s: float = 3.0) -> None:
         self._services = dict(services)
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=1.0))
+        self._http = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=1.0), trust_env=False)
 
     def close(self) -> None:
         """Release the connection pool."""

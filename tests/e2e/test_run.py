@@ -1,0 +1,188 @@
+"""`chaoskit run` end to end on a real stack: verdicts, guardrails, signals, kill + cleanup.
+
+Every test checks what matters to a user afterwards: the exit code, the summary's status,
+and that no toxic and no changed setting outlives the run.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chaoskit.faults.toxiproxy import Toxic
+
+RunStack = Any  # the run_stack fixture (tests/e2e/conftest.py)
+
+
+pytestmark = pytest.mark.e2e
+
+
+def summary(run_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
+    return data
+
+
+def only_run_dir(reports: Path) -> Path:
+    runs = [p for p in reports.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def toxics_on(stack: RunStack) -> dict[str, list[str]]:
+    with stack.toxiproxy() as client:
+        return {
+            name: [t.name for t in client.toxics(name)]
+            for name in client.proxies()
+            if client.toxics(name)
+        }
+
+
+def wait_for_fault(stack: RunStack, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if toxics_on(stack):
+            return
+        time.sleep(0.1)
+    raise AssertionError("the run never applied its fault")
+
+
+SHORT = """
+load:
+  model: open
+  shape: {kind: constant, for: 8s, rate: 15}
+faults:
+  - {name: slow-lbs, kind: latency, dependency: lbs, latency: 50ms, at: 3s, for: 3s}
+hypothesis:
+  - {metric: fulfilment_rate, min: 0.9}
+  - {metric: lost_orders, max: 0}
+report: {formats: [json, md, junit]}
+"""
+
+
+def test_a_short_run_holds_and_cleans_up(clean_stack: RunStack, tmp_path: Path) -> None:
+    experiment = clean_stack.experiment(tmp_path, "short", SHORT)
+    reports = tmp_path / "reports"
+    result = clean_stack.run(
+        "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = only_run_dir(reports)
+    data = summary(run_dir)
+    assert data["status"] == "completed" and data["verdict"] == "held"
+    assert data["metrics"]["intents"] == pytest.approx(8 * 15, rel=0.1)
+    assert data["audit"]["status"] == "passed"
+    fault = data["faults"][0]
+    assert fault["status"] == "removed" and fault["apply_lag_ms"] < 500
+    phases = {c["phase"] for c in data["checks"] if c["kind"] == "hypothesis"}
+    assert {"baseline", "during", "recovery", "overall"} <= phases
+    assert (run_dir / "report.md").exists() and (run_dir / "junit.xml").exists()
+    assert toxics_on(clean_stack) == {}
+    assert not list((clean_stack.home / "runs").glob("*.json"))
+
+
+GUARDRAIL = """
+load:
+  model: open
+  shape: {kind: constant, for: 30s, rate: 10}
+faults:
+  - {name: orders-broken, kind: http_errors, service: orders, rate: 1.0, status: 503, at: 1s}
+  - {name: slow-inventory, kind: latency, dependency: inventory, latency: 20ms, at: 1s}
+guardrails:
+  - {metric: error_rate, max: 0.5, for: 2s}
+"""
+
+
+def test_a_guardrail_aborts_with_exit_3_and_leaves_nothing(
+    clean_stack: RunStack, tmp_path: Path
+) -> None:
+    before = clean_stack.admin("orders")["http_errors"]
+    experiment = clean_stack.experiment(tmp_path, "guard", GUARDRAIL)
+    reports = tmp_path / "reports"
+    started = time.monotonic()
+    result = clean_stack.run(
+        "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports)
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert time.monotonic() - started < 25  # stopped well before the 30 s of load
+    data = summary(only_run_dir(reports))
+    assert data["status"] == "aborted" and data["abort"]["metric"] == "error_rate"
+    assert toxics_on(clean_stack) == {}
+    assert clean_stack.admin("orders")["http_errors"] == before
+
+
+LONG = """
+load:
+  model: open
+  shape: {kind: constant, for: 40s, rate: 10}
+faults:
+  - {name: slow-store, kind: latency, dependency: store, latency: 30ms, at: 1s}
+  - {name: few-riders, kind: riders, available: 7, at: 1s}
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_rolls_back_and_exits_3(
+    clean_stack: RunStack, tmp_path: Path, signum: signal.Signals
+) -> None:
+    riders_before = clean_stack.admin("rider")["riders"]
+    experiment = clean_stack.experiment(tmp_path, "signal", LONG)
+    reports = tmp_path / "reports"
+    proc = clean_stack.popen(
+        "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports)
+    )
+    try:
+        wait_for_fault(clean_stack)
+        assert clean_stack.admin("rider")["riders"] == 7
+        proc.send_signal(signum)
+        sent = time.monotonic()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out, err = proc.communicate()
+    assert proc.returncode == 3, out + err
+    assert time.monotonic() - sent < 15
+    assert toxics_on(clean_stack) == {}
+    assert clean_stack.admin("rider")["riders"] == riders_before
+    data = summary(only_run_dir(reports))
+    assert data["status"] == "interrupted"
+    assert all(f["status"] == "removed" for f in data["faults"])
+
+
+def test_cleanup_after_sigkill_removes_only_chaoskit_leftovers(
+    clean_stack: RunStack, tmp_path: Path
+) -> None:
+    riders_before = clean_stack.admin("rider")["riders"]
+    experiment = clean_stack.experiment(tmp_path, "killed", LONG)
+    proc = clean_stack.popen(
+        "run", str(experiment), "--no-dashboard", "--reports-dir", str(tmp_path / "reports")
+    )
+    try:
+        wait_for_fault(clean_stack)
+        with clean_stack.toxiproxy() as client:
+            client.add_toxic(
+                "lbs",
+                Toxic(name="team-b-latency", type="latency", attributes={"latency": 5}),
+            )
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    left = toxics_on(clean_stack)
+    assert any(name.startswith("chaoskit.") for names in left.values() for name in names)
+    assert clean_stack.admin("rider")["riders"] == 7
+
+    result = clean_stack.run("cleanup", "--target", str(clean_stack.target_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "removed toxic" in result.stdout
+    assert toxics_on(clean_stack) == {"lbs": ["team-b-latency"]}
+    assert clean_stack.admin("rider")["riders"] == riders_before
+    again = clean_stack.run("cleanup", "--target", str(clean_stack.target_file))
+    assert again.returncode == 0 and "nothing to clean up" in again.stdout
