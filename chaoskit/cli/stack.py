@@ -2,4 +2,146 @@
 
 from __future__ import annotations
 
-from chaoskit.cli._app import app  # noqa: F401
+import json
+from enum import StrEnum
+
+import typer
+from rich.table import Table
+
+from chaoskit.cli._app import EXIT_ENVIRONMENT, app, console, err_console
+from chaoskit.errors import InputError
+from chaoskit.stack.backend import StackBackend, StackStatus, open_backend
+from chaoskit.stack.endpoints import StackEndpoints
+from chaoskit.stack.progress import RichStartupProgress
+from chaoskit.stack.target import AttachTarget, Target, load_target, with_kind
+
+
+class Backend(StrEnum):
+    """Where the stack runs."""
+
+    local = "local"
+    docker = "docker"
+
+
+TARGET_OPTION = typer.Option(
+    None,
+    "--target",
+    "-t",
+    help="Built-in target (local, docker) or a target YAML file. Default: the backend's own.",
+    show_default=False,
+)
+BACKEND_OPTION = typer.Option(
+    None,
+    "--backend",
+    "-b",
+    help="Run the target's stack as local processes or containers. Default: the target's kind.",
+    show_default=False,
+)
+
+
+def resolve_target(target: str | None, backend: Backend | None) -> Target:
+    """The target the flags name: --target, else the built-in named by --backend, else local."""
+    resolved = load_target(target or (backend.value if backend else "local"))
+    if backend is not None and resolved.kind != backend.value:
+        if isinstance(resolved, AttachTarget):
+            raise InputError("--backend does not apply to an attach target: nothing is started")
+        resolved = with_kind(resolved, backend.value)
+    return resolved
+
+
+def _backend(target: str | None, backend: Backend | None) -> StackBackend:
+    return open_backend(resolve_target(target, backend))
+
+
+@app.command()
+def up(
+    target: str | None = TARGET_OPTION,
+    backend: Backend | None = BACKEND_OPTION,
+) -> None:
+    """Start the stub order stack behind Toxiproxy and print its endpoints."""
+    stack = _backend(target, backend)
+    with RichStartupProgress(err_console) as progress:
+        endpoints = stack.up(progress=progress)
+    console.print(_endpoints_table(endpoints))
+    console.print("Stop it with [bold]chaoskit down[/].", highlight=False)
+
+
+@app.command()
+def down(
+    target: str | None = TARGET_OPTION,
+    backend: Backend | None = BACKEND_OPTION,
+) -> None:
+    """Stop exactly what `chaoskit up` started and remove its proxies (safe to repeat)."""
+    stack = _backend(target, backend)
+    if stack.down():
+        console.print("Stack stopped.")
+    else:
+        console.print("No stack was running; nothing to stop.")
+
+
+@app.command()
+def status(
+    target: str | None = TARGET_OPTION,
+    backend: Backend | None = BACKEND_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON for scripts."),
+) -> None:
+    """Show each service's port, health, pid, proxy and active toxics.
+
+    Exits 0 when every part is up and healthy, 4 when the stack is down or unhealthy.
+    """
+    stack_status = _backend(target, backend).status()
+    if as_json:
+        typer.echo(json.dumps(stack_status.to_json(), indent=2))
+    else:
+        console.print(_status_table(stack_status))
+        for problem in stack_status.problems:
+            err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
+    if not stack_status.healthy:
+        raise typer.Exit(EXIT_ENVIRONMENT)
+
+
+def _endpoints_table(endpoints: StackEndpoints) -> Table:
+    table = Table(title=f"stack {endpoints.name} ({endpoints.kind})", title_justify="left")
+    table.add_column("what")
+    table.add_column("where")
+    table.add_row("place orders", f"POST {endpoints.gateway_url}/orders")
+    for url in endpoints.toxiproxy_urls:
+        table.add_row("toxiproxy", url)
+    for service, url in endpoints.services.items():
+        table.add_row(service, url)
+    return table
+
+
+def _status_table(stack_status: StackStatus) -> Table:
+    state = "[green]running[/]" if stack_status.running else "[red]not running[/]"
+    table = Table(
+        title=f"stack {stack_status.name} ({stack_status.kind}): {state}", title_justify="left"
+    )
+    for column in ("service", "port", "health", "pid", "proxy", "active toxics"):
+        table.add_column(column)
+    table.add_row(
+        "toxiproxy",
+        stack_status.toxiproxy_url.rsplit(":", 1)[-1],
+        _health(stack_status.toxiproxy_health),
+        str(stack_status.toxiproxy_pid or "-"),
+        "-",
+        "-",
+    )
+    for row in stack_status.services:
+        proxy = row.proxy or "-"
+        if row.proxy and row.proxy_enabled is False:
+            proxy += " [red](disabled)[/]"
+        table.add_row(
+            row.service,
+            str(row.port),
+            _health(row.health),
+            str(row.pid or "-"),
+            proxy,
+            ", ".join(row.active_toxics) or "-",
+        )
+    return table
+
+
+def _health(health: str) -> str:
+    colour = {"ok": "green", "unhealthy": "yellow", "down": "red"}.get(health, "white")
+    return f"[{colour}]{health}[/]"

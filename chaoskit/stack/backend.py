@@ -1,0 +1,154 @@
+"""The backend-neutral face of a stack (local processes, containers) and the factory for it."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, cast, runtime_checkable
+
+from chaoskit.errors import InputError
+from chaoskit.stack.endpoints import StackEndpoints
+from chaoskit.stack.target import LocalTarget, Target
+
+__all__ = [
+    "ProgressCallback",
+    "ServiceStatus",
+    "StackBackend",
+    "StackStatus",
+    "StartupUpdate",
+    "open_backend",
+]
+
+Health = Literal["ok", "unhealthy", "down"]
+
+
+@dataclass(frozen=True, slots=True)
+class StartupUpdate:
+    """One step of bringing a stack up, for a progress display."""
+
+    component: str  # "toxiproxy", "proxies" or a service name
+    state: Literal["starting", "ready", "failed"]
+    detail: str = ""
+
+
+ProgressCallback = Callable[[StartupUpdate], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceStatus:
+    """One service of a running stack as `chaoskit status` shows it."""
+
+    service: str
+    port: int
+    url: str
+    health: Health
+    pid: int | None  # None for a container or an attached service
+    proxy: str | None  # the Toxiproxy proxy in front of it (None for the gateway)
+    proxy_enabled: bool | None = None
+    active_toxics: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as `status --json` prints it."""
+        return {
+            "service": self.service,
+            "port": self.port,
+            "url": self.url,
+            "health": self.health,
+            "pid": self.pid,
+            "proxy": self.proxy,
+            "proxy_enabled": self.proxy_enabled,
+            "active_toxics": list(self.active_toxics),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StackStatus:
+    """A stack's state: is it up, and how is each part doing."""
+
+    name: str
+    kind: str
+    running: bool  # every process/container chaoskit started is alive
+    toxiproxy_url: str
+    toxiproxy_health: Health
+    toxiproxy_pid: int | None
+    services: tuple[ServiceStatus, ...] = ()
+    state_dir: str | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def healthy(self) -> bool:
+        """Running, Toxiproxy answering, every service answering /healthz."""
+        return (
+            self.running
+            and self.toxiproxy_health == "ok"
+            and all(s.health == "ok" for s in self.services)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as `status --json` prints it."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "running": self.running,
+            "healthy": self.healthy,
+            "toxiproxy": {
+                "url": self.toxiproxy_url,
+                "health": self.toxiproxy_health,
+                "pid": self.toxiproxy_pid,
+            },
+            "services": [s.to_json() for s in self.services],
+            "state_dir": self.state_dir,
+            "problems": list(self.problems),
+        }
+
+
+@runtime_checkable
+class StackBackend(Protocol):
+    """What every stack backend offers the CLI and the runner."""
+
+    def up(self, *, progress: ProgressCallback | None = None) -> StackEndpoints:
+        """Start the stack; ``StackAlreadyRunning`` if it is up."""
+        ...
+
+    def down(self) -> bool:
+        """Stop what this backend started; False when there was nothing to stop."""
+        ...
+
+    def status(self) -> StackStatus:
+        """Health of every part; ``StackNotRunning`` when there is no stack."""
+        ...
+
+    def endpoints(self) -> StackEndpoints:
+        """Where the running stack is reached; ``StackNotRunning`` when it is not up."""
+        ...
+
+    def is_up(self) -> bool:
+        """True when every part this backend started is alive."""
+        ...
+
+
+# Backends other than local live in their own modules and are imported only when used,
+# so a missing optional dependency (docker SDK) never breaks `chaoskit up` for local.
+_BACKEND_MODULES: dict[str, tuple[str, str]] = {
+    "docker": ("chaoskit.stack.docker", "DockerStack"),
+    "attach": ("chaoskit.stack.attach", "AttachStack"),
+}
+
+
+def open_backend(target: Target, *, state_dir: Path | None = None) -> StackBackend:
+    """The backend for ``target``'s kind: LocalStack, DockerStack (lazy) or AttachStack (lazy)."""
+    if isinstance(target, LocalTarget):
+        from chaoskit.stack.local import LocalStack
+
+        return LocalStack(target, state_dir=state_dir)
+    module_name, class_name = _BACKEND_MODULES[target.kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        raise InputError(f"the {target.kind} backend is not available in this chaoskit") from exc
+    backend_class = getattr(module, class_name)
+    return cast(StackBackend, backend_class(target, state_dir=state_dir))

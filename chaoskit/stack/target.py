@@ -1,0 +1,533 @@
+"""Target files (``targets/*.yaml``): which stack an experiment runs against, and its layout.
+
+    version: 1
+    kind: local            # local | docker | attach
+    name: local
+    base_port: 18400       # toxiproxy API base+74, gateway base+10, services base+11..,
+                           # proxies base+21.. (see ``PortLayout``)
+    settings: {store: {capacity_per_s: 50}, rider: {riders: 200}}
+
+Built-in names ``local`` and ``docker`` resolve to ``targets/local.yaml`` and
+``targets/docker.yaml``. Mistakes become ``TargetFileError`` with file:line:col.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from chaoskit.errors import TargetFileError
+from chaoskit.experiment.durations import PositiveDuration
+from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES, ProxyRef
+
+__all__ = [
+    "BUILTIN_TARGETS",
+    "AttachCaps",
+    "AttachGateway",
+    "AttachTarget",
+    "DockerImageSettings",
+    "DockerTarget",
+    "LocalTarget",
+    "PortLayout",
+    "RunTag",
+    "StackSettings",
+    "Target",
+    "ToxiproxyServer",
+    "WatchdogSettings",
+    "env_refs",
+    "find_builtin_target",
+    "load_target",
+    "parse_target",
+    "port_layout",
+    "with_kind",
+]
+
+BUILTIN_TARGETS: tuple[str, ...] = ("local", "docker")
+
+# Offsets from base_port (see the module docstring and the shared contract).
+TOXIPROXY_API_OFFSET = 74
+GATEWAY_OFFSET = 10
+SERVICE_OFFSET = 11
+PROXY_OFFSET = 21
+_HIGHEST_OFFSET = TOXIPROXY_API_OFFSET
+
+ServiceSettings = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortLayout:
+    """Every port a local or docker stack binds on 127.0.0.1, derived from ``base_port``."""
+
+    base_port: int
+    toxiproxy_api: int
+    services: dict[str, int]  # service -> its own listen port (gateway first)
+    proxies: dict[str, int]  # dependency -> its Toxiproxy proxy's listen port
+
+    def all_ports(self) -> dict[int, str]:
+        """Port -> what needs it, for port-in-use messages."""
+        owners: dict[int, str] = {self.toxiproxy_api: "toxiproxy API"}
+        owners.update({port: f"service {name}" for name, port in self.services.items()})
+        owners.update({port: f"toxiproxy proxy {name}" for name, port in self.proxies.items()})
+        return owners
+
+
+def port_layout(base_port: int) -> PortLayout:
+    """The port layout for ``base_port``: see the module docstring."""
+    services = {"gateway": base_port + GATEWAY_OFFSET}
+    services.update({dep: base_port + SERVICE_OFFSET + i for i, dep in enumerate(DEPENDENCIES)})
+    proxies = {dep: base_port + PROXY_OFFSET + i for i, dep in enumerate(DEPENDENCIES)}
+    return PortLayout(
+        base_port=base_port,
+        toxiproxy_api=base_port + TOXIPROXY_API_OFFSET,
+        services=services,
+        proxies=proxies,
+    )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StackSettings(_Strict):
+    """Initial /admin settings per service; orderstack validates the values themselves."""
+
+    gateway: dict[str, Any] = Field(default_factory=dict)
+    inventory: dict[str, Any] = Field(default_factory=dict)
+    lbs: dict[str, Any] = Field(default_factory=dict)
+    eligibility: dict[str, Any] = Field(default_factory=dict)
+    orders: dict[str, Any] = Field(default_factory=dict)
+    store: dict[str, Any] = Field(default_factory=dict)
+    rider: dict[str, Any] = Field(default_factory=dict)
+    coupon: dict[str, Any] = Field(default_factory=dict)
+
+    def by_service(self) -> ServiceSettings:
+        """The settings of every service that has any, as stack.json's ``settings``."""
+        return {name: dict(values) for name, values in self.model_dump().items() if values}
+
+
+class _TargetBase(_Strict):
+    version: Literal[1]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=64)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file this target was loaded from, if any."""
+        return self._source
+
+
+class _StackTarget(_TargetBase):
+    """A target whose stack chaoskit starts itself (local processes or containers)."""
+
+    base_port: int = Field(default=18400, ge=1024, le=65535 - _HIGHEST_OFFSET)
+    seed: int = 7
+    settings: StackSettings = Field(default_factory=lambda: StackSettings())
+    # Seconds to wait for every service to answer /healthz.
+    start_timeout_s: float = Field(default=30.0, gt=0, le=600)
+
+    @property
+    def ports(self) -> PortLayout:
+        """This target's port layout."""
+        return port_layout(self.base_port)
+
+
+class LocalTarget(_StackTarget):
+    """The stub stack as local processes behind a local toxiproxy-server."""
+
+    kind: Literal["local"]
+
+
+class DockerImageSettings(_Strict):
+    """How the docker backend gets its image."""
+
+    name: str = "chaoskit/orderstack:latest"
+    build: bool = True  # build from targets/orderstack when missing
+    base: str | None = None  # base image to build from; None = the project's own base
+
+
+class DockerTarget(_StackTarget):
+    """The stub stack as containers; Toxiproxy in its own container."""
+
+    kind: Literal["docker"]
+    image: DockerImageSettings = Field(default_factory=DockerImageSettings)
+
+
+_HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
+_ENV_REF = re.compile(r"\$\{([^}]*)\}")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
+    r"|^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*$"  # IPv6, written without brackets
+)
+
+
+class AttachGateway(_Strict):
+    """Where synthetic orders go on an attached stack, and in which request format."""
+
+    url: str
+    orders_path: str = Field(default="/orders", pattern=r"^/[^?#\s]*$")
+    # text: {"text": "help me buy ..."}; fields: {"item", "spec", "deadline_min", "place"}
+    intent_format: Literal["text", "fields"] = "text"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+
+class ToxiproxyServer(_Strict):
+    """One Toxiproxy API server of an attached stack and the proxy it has per dependency."""
+
+    url: str
+    proxies: dict[str, str] = Field(min_length=1)  # dependency -> proxy name on this server
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @field_validator("proxies")
+    @classmethod
+    def _known_dependencies(cls, proxies: dict[str, str]) -> dict[str, str]:
+        for dependency, name in proxies.items():
+            if dependency not in DEPENDENCIES:
+                raise _problem(
+                    f"unknown dependency {dependency!r}: expected one of {', '.join(DEPENDENCIES)}",
+                    dependency,
+                )
+            if not name or "/" in name:
+                raise _problem("expected a Toxiproxy proxy name", dependency)
+        return proxies
+
+
+class AttachCaps(_Strict):
+    """Upper bounds an attached run must stay under; a plan beyond them is refused."""
+
+    max_users: int | None = Field(default=None, ge=1)  # closed model: concurrent users
+    max_rate: float | None = Field(default=None, gt=0)  # open model: arrivals per second
+    max_fault_duration: PositiveDuration | None = None  # seconds; "until the end" is refused
+
+
+class RunTag(_Strict):
+    """The header put on every synthetic order, so the target can tell them apart."""
+
+    header: str = Field(default="X-Chaoskit-Run", pattern=_HEADER_NAME)
+    value: str = Field(default="chaoskit", min_length=1, pattern=r"^[\x21-\x7e ]+$")
+
+
+class WatchdogSettings(_Strict):
+    """The dead-man's switch: faults are removed once the run stops heartbeating this long."""
+
+    ttl: PositiveDuration = Field(default=30.0, le=3600.0)
+
+
+class AttachTarget(_TargetBase):
+    """A stack someone else runs (staging); chaoskit never starts, stops or reconfigures it.
+
+    Header values may name environment variables as ``${NAME}``; they stay templates in
+    everything chaoskit writes and are expanded only by the load engine when it sends.
+    """
+
+    kind: Literal["attach"]
+    gateway: AttachGateway
+    toxiproxy: list[ToxiproxyServer] = Field(min_length=1)
+    # service -> base URL serving /healthz /stats /admin /ledger; without it domain faults,
+    # stack settings, server metrics and the audit are not available.
+    services: dict[str, str] = Field(default_factory=dict)
+    allowed_hosts: list[str] = Field(min_length=1)
+    caps: AttachCaps = Field(default_factory=AttachCaps)
+    headers: dict[str, str] = Field(default_factory=dict)
+    tag: RunTag = Field(default_factory=RunTag)
+    watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, services: dict[str, str]) -> dict[str, str]:
+        checked = {}
+        for service, url in services.items():
+            if service not in SERVICES:
+                raise _problem(
+                    f"unknown service {service!r}: expected one of {', '.join(SERVICES)}", service
+                )
+            try:
+                checked[service] = _check_url(url)
+            except ValueError as exc:
+                raise _problem(str(exc), service) from None
+        return checked
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        for index, host in enumerate(hosts):
+            if not _HOST.match(host):
+                raise _problem(
+                    f"expected a host name or IP address (no scheme or port), got {host!r}", index
+                )
+        return [host.lower() for host in hosts]
+
+    @field_validator("headers")
+    @classmethod
+    def _header_templates(cls, headers: dict[str, str]) -> dict[str, str]:
+        # Messages here never quote a value: it may be a secret.
+        for name, value in headers.items():
+            if not re.match(_HEADER_NAME, name):
+                raise _problem(f"{name!r} is not a valid HTTP header name", name)
+            if any(ch in value for ch in "\r\n"):
+                raise _problem("a header value must be one line", name)
+            for ref in _ENV_REF.findall(value):
+                if not _ENV_NAME.match(ref):
+                    raise _problem(
+                        "${...} must name an environment variable, like ${STAGING_TOKEN}", name
+                    )
+        return headers
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AttachTarget:
+        owner: dict[str, int] = {}
+        for index, server in enumerate(self.toxiproxy):
+            for dependency in server.proxies:
+                if dependency in owner:
+                    raise _problem(
+                        f"dependency {dependency!r} already has a proxy on "
+                        f"toxiproxy[{owner[dependency]}]",
+                        "toxiproxy",
+                        index,
+                        "proxies",
+                        dependency,
+                    )
+                owner[dependency] = index
+        if self.tag.header.lower() in {name.lower() for name in self.headers}:
+            raise _problem(
+                f"{self.tag.header!r} is the run tag's header; it cannot also be in headers",
+                "headers",
+                next(n for n in self.headers if n.lower() == self.tag.header.lower()),
+            )
+        return self
+
+    def env_vars(self) -> list[str]:
+        """The environment variables the header values name, in file order."""
+        names: list[str] = []
+        for value in self.headers.values():
+            names.extend(n for n in env_refs(value) if n not in names)
+        return names
+
+    def hosts(self) -> dict[str, str]:
+        """Every URL chaoskit would talk to, by what it is (gateway, toxiproxy[0], store ...)."""
+        urls = {"gateway": self.gateway.url}
+        urls.update({f"toxiproxy[{i}]": s.url for i, s in enumerate(self.toxiproxy)})
+        urls.update({f"services.{name}": url for name, url in self.services.items()})
+        return urls
+
+    def proxy_refs(self) -> dict[str, ProxyRef]:
+        """Dependency -> the Toxiproxy server and proxy name in front of it."""
+        return {
+            dependency: ProxyRef(server.url, name)
+            for server in self.toxiproxy
+            for dependency, name in server.proxies.items()
+        }
+
+    def request_headers(self) -> dict[str, str]:
+        """Headers for every synthetic order: the file's (templates unexpanded) plus the tag."""
+        return {**self.headers, self.tag.header: self.tag.value}
+
+
+def env_refs(value: str) -> list[str]:
+    """The environment variable names a header value refers to as ``${NAME}``."""
+    return _ENV_REF.findall(value)
+
+
+def _problem(message: str, *loc: str | int) -> PydanticCustomError:
+    """A validation problem at ``loc`` below the field (or model) that raises it."""
+    return PydanticCustomError("target", "{message}", {"message": message, "loc": loc})
+
+
+def _check_url(value: str) -> str:
+    """An http(s) base URL with a host, no credentials, query or fragment; no trailing slash."""
+    if "${" in value:
+        raise ValueError("${...} is expanded in headers only; give the URL itself")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("expected an http(s) URL like http://host:port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL like http://host:port")
+    if parts.username is not None or parts.password is not None:
+        # Never echo it: the URL holds a credential.
+        raise ValueError("a URL must not carry credentials; put them in headers as ${ENV_VAR}")
+    if parts.query or parts.fragment:
+        raise ValueError("expected a base URL without ?query or #fragment")
+    del port
+    return value.rstrip("/")
+
+
+Target = Annotated[LocalTarget | DockerTarget | AttachTarget, Field(discriminator="kind")]
+_TARGET_ADAPTER: TypeAdapter[LocalTarget | DockerTarget | AttachTarget] = TypeAdapter(Target)
+
+
+def with_kind(target: LocalTarget | DockerTarget, kind: Literal["local", "docker"]) -> Target:
+    """The same stack as another backend kind (``chaoskit up --backend docker``)."""
+    if target.kind == kind:
+        return target
+    data = target.model_dump(exclude={"image"})
+    data["kind"] = kind
+    converted = _TARGET_ADAPTER.validate_python(data)
+    converted._source = target.source
+    return converted
+
+
+def find_builtin_target(name: str) -> Path | None:
+    """The file of a built-in target: ./targets/<name>.yaml, then next to the chaoskit package."""
+    package_root = Path(__file__).resolve().parent.parent.parent
+    for folder in (Path.cwd() / "targets", package_root / "targets"):
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_target(name_or_path: str | os.PathLike[str]) -> Target:
+    """Load a target by built-in name (``local``, ``docker``) or path to a YAML file."""
+    text = os.fspath(name_or_path)
+    if text in BUILTIN_TARGETS:
+        found = find_builtin_target(text)
+        if found is None:
+            raise TargetFileError(
+                f"built-in target {text!r} not found: expected targets/{text}.yaml in the "
+                "current directory or the chaoskit checkout"
+            )
+        path = found
+    else:
+        path = Path(text)
+        if not path.suffix and os.sep not in text and not path.exists():
+            raise TargetFileError(
+                f"unknown target {text!r}: expected {' or '.join(BUILTIN_TARGETS)} "
+                "or a path to a target YAML file"
+            )
+    try:
+        source = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TargetFileError("no such target file", path=path) from None
+    except OSError as exc:
+        raise TargetFileError(f"cannot read target file: {exc.strerror}", path=path) from exc
+    return parse_target(source, path=path)
+
+
+def parse_target(source: str, *, path: Path | str | None = None) -> Target:
+    """Validate target YAML text; errors point at the offending key."""
+    yaml = YAML(typ="rt")
+    try:
+        data = yaml.load(source)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else mark.line + 1
+        col = None if mark is None else mark.column + 1
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise TargetFileError(f"invalid YAML: {problem}", path=path, line=line, col=col) from exc
+    except YAMLError as exc:
+        raise TargetFileError(f"invalid YAML: {exc}", path=path) from exc
+    if not isinstance(data, Mapping):
+        raise TargetFileError(
+            "expected a mapping with version, kind and name at the top level",
+            path=path,
+            line=1,
+            col=1,
+        )
+    try:
+        target = _TARGET_ADAPTER.validate_python(_plain(data))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        loc = tuple(error["loc"])
+        # The discriminated union puts the kind's tag in loc; it is not a key in the file.
+        if len(loc) > 0 and loc[0] in ("local", "docker", "attach"):
+            loc = loc[1:]
+        extra = (error.get("ctx") or {}).get("loc")
+        if error["type"] == "target" and extra:
+            # A problem raised below its validator's own field (a dict key, a list item).
+            loc = (*loc, *extra)
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = ("kind",)
+        line, col = _position(data, loc)
+        raise TargetFileError(_describe(error, loc), path=path, line=line, col=col) from exc
+    if path is not None:
+        target._source = Path(path)
+    return target
+
+
+def _plain(node: Any) -> Any:
+    """ruamel's round-trip containers as plain dicts and lists, for pydantic."""
+    if isinstance(node, Mapping):
+        return {key: _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    return node
+
+
+def _position(data: Any, loc: Sequence[int | str]) -> tuple[int | None, int | None]:
+    """1-based line and column of the deepest key in ``loc`` present in the YAML tree."""
+    line: int | None = None
+    col: int | None = None
+    node = data
+    for part in loc:
+        lc = getattr(node, "lc", None)
+        if isinstance(node, Mapping) and part in node:
+            if lc is not None:
+                line, col = lc.key(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            if lc is not None:
+                line, col = lc.item(part)
+            node = node[part]
+        else:
+            # A missing key: point at the mapping that should hold it.
+            if line is None and lc is not None:
+                line, col = lc.line, lc.col
+            break
+    if line is None:
+        return 1, 1
+    return line + 1, (col or 0) + 1
+
+
+def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:
+    """``field: expected ..., got ...`` from one pydantic error."""
+    where = ".".join(str(part) for part in loc) or "target"
+    kind = error.get("type", "")
+    message = str(error.get("msg", "invalid value"))
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key"
+    if kind == "union_tag_not_found":
+        return "kind: required key is missing (expected local, docker or attach)"
+    if kind == "union_tag_invalid":
+        got = error.get("input", {})
+        given = got.get("kind") if isinstance(got, Mapping) else None
+        return f"kind: expected local, docker or attach, got {given!r}"
+    if message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+        return f"{where}: {message}"
+    if kind == "target":
+        return f"{where}: {message}"
+    if loc and loc[0] == "headers":
+        # A header value may be a secret: never echo what was given.
+        return f"{where}: {message[0].lower()}{message[1:]}"
+    return f"{where}: {message[0].lower()}{message[1:]}, got {error.get('input')!r}"
