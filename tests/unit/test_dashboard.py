@@ -1,0 +1,246 @@
+"""The dashboard rendered into a Console(file=StringIO) at 80 columns, and the progress line."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from typing import Any
+
+from rich.console import Console
+
+from chaoskit.dashboard import Dashboard, ProgressLine, sparkline
+from chaoskit.events import Event
+from chaoskit.observe.metrics import SERIES_METRICS
+
+PLAN: dict[str, Any] = {
+    "duration_s": 300,
+    "load_phases": [
+        {"start": 0, "end": 60, "label": "warm-up", "from": 10, "to": 10},
+        {"start": 60, "end": 300, "label": "surge", "from": 10, "to": 200},
+    ],
+    "fault_windows": [
+        {"name": "slow-coupon", "kind": "latency", "start": 60, "end": 120},
+        {"name": "rider-shortage", "kind": "riders", "start": 150, "end": None},
+    ],
+    "check_phases": {"baseline": [0, 60], "during": [60, 150], "recovery": [150, 300]},
+}
+TITLES = (
+    "Load",
+    "Customers",
+    "Latency",
+    "Failures by step",
+    "Coupons",
+    "Stores",
+    "Riders",
+    "Faults",
+    "Checks",
+)
+
+
+def metrics(**values: float | None) -> dict[str, float | None]:
+    row: dict[str, float | None] = dict.fromkeys(SERIES_METRICS)
+    row.update(values)
+    return row
+
+
+def fed_dashboard(console: Console) -> Dashboard:
+    board = Dashboard(
+        console=console,
+        plan=PLAN,
+        name="festival-surge",
+        hypotheses=[{"metric": "fulfilment_rate", "min": 0.95, "phase": "during"}],
+        guardrails=[{"metric": "error_rate", "max": 0.5}],
+    )
+    board.handle(Event("phase_changed", 60.0, {"phase": "during", "load_phase": "surge"}))
+    board.handle(
+        Event("fault_applied", 61.0, {"name": "slow-coupon", "kind": "latency", "lag_ms": 4})
+    )
+    for t in range(62, 90):
+        board.handle(
+            Event(
+                "sample",
+                float(t),
+                {
+                    "metrics": metrics(
+                        target_load=150.0,
+                        achieved_rate=143.5,
+                        users=37,
+                        intents=4321,
+                        orders=4012,
+                        fulfilment_rate=0.931,
+                        fulfilment_time_p95_s=2.4,
+                        latency_p50_ms=41,
+                        latency_p95_ms=230 + t,
+                        latency_p99_ms=987,
+                        error_rate=0.052,
+                        retry_amplification=1.37,
+                        coupon_pending=1234,
+                        coupon_delay_p95_s=17.5,
+                        store_rejections=12,
+                        store_paused_s=3.0,
+                        store_queue_depth=45,
+                        riders_free=20,
+                        riders_busy=180,
+                        rider_wait_p95_s=1.5,
+                        **{"failures.store": 7, "failures.coupon": 3},
+                    )
+                },
+            )
+        )
+    board.handle(
+        Event(
+            "check",
+            89.0,
+            {
+                "kind": "hypothesis",
+                "phase": "during",
+                "metric": "fulfilment_rate",
+                "value": 0.931,
+                "ok": False,
+                "min": 0.95,
+            },
+        )
+    )
+    return board
+
+
+def render(board: Dashboard, console: Console) -> str:
+    console.print(board.render())
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert isinstance(out, str)
+    return out
+
+
+def test_every_panel_with_live_numbers_fits_80_columns() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    out = render(fed_dashboard(console), console)
+    for title in TITLES:
+        assert title in out, title
+    for number in (
+        "143.5/s",
+        "4,321",
+        "4,012",
+        "93.1%",
+        "41ms",
+        "319ms",
+        "987ms",
+        "5.2%",
+        "x1.37",
+        "1,234",
+        "17.5s",
+        "rejected 12/s",
+        "queue 45",
+        "free 20",
+        "busy 180",
+    ):
+        assert number in out, number
+    assert "festival-surge" in out
+    assert "01:29 / 05:00" in out  # elapsed / planned
+    assert "load surge" in out
+    assert "slow-coupon (latency) 00:31 left" in out
+    assert "next: rider-shortage in 01:01" in out
+    assert "✗ fulfilment_rate>=0.95 during 0.931" in out
+    assert "… error_rate<=0.5 guard" in out
+    assert re.search(r"store\s+7", out) and re.search(r"coupon\s+3", out)
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_no_color_output_has_no_escape_codes() -> None:
+    color = Console(file=io.StringIO(), width=80, force_terminal=True)
+    assert "\x1b[" in render(fed_dashboard(color), color)  # the check below can fail
+    plain = Console(file=io.StringIO(), width=80, force_terminal=True, no_color=True)
+    out = render(fed_dashboard(plain), plain)
+    assert "\x1b" not in out
+    assert "Customers" in out
+
+
+def test_empty_dashboard_renders_dashes() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    out = render(Dashboard(console=console), console)
+    assert "no fault active" in out
+    assert "no hypothesis or guardrail" in out
+    assert "--:--" in out
+
+
+def test_guardrail_breach_and_run_end_show_in_the_header() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    board = fed_dashboard(console)
+    board.handle(
+        Event(
+            "guardrail_breached",
+            95.0,
+            {"metric": "error_rate", "value": 0.61, "limit": 0.5, "for_s": 5},
+        )
+    )
+    assert "guardrail breached: error_rate=0.61" in render(board, console)
+    board.handle(Event("fault_removed", 96.0, {"name": "slow-coupon", "kind": "latency"}))
+    board.handle(Event("run_ended", 97.0, {"status": "aborted", "verdict": "aborted"}))
+    out = render(board, Console(file=io.StringIO(), width=80))
+    assert "run aborted (aborted)" in out
+    assert "done: slow-coupon" in out
+    assert "✗ error_rate<=0.5 guard" in out
+
+
+def test_render_is_cheap() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    board = fed_dashboard(console)
+    frames = 40
+    started = time.perf_counter()
+    for _ in range(frames):
+        console.print(board.render())
+    per_frame_ms = (time.perf_counter() - started) / frames * 1000
+    print(f"\ndashboard render: {per_frame_ms:.1f} ms/frame")
+    # 4 frames/s must stay a small share of one core even on a busy CI machine.
+    assert per_frame_ms < 40
+
+
+def test_live_start_stop_draws_to_the_console() -> None:
+    console = Console(file=io.StringIO(), width=80, force_terminal=True, no_color=True)
+    board = fed_dashboard(console)
+    board.start()
+    time.sleep(0.3)
+    board.stop()
+    assert "Customers" in console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_sparkline() -> None:
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7], 8) == "▁▂▃▄▅▆▇█"
+    assert sparkline([None, 5.0], 4) == " █"  # unknown is a gap; scaled from 0
+    assert sparkline([0, 0], 2) == "▁▁"
+    assert sparkline([0.9, 0.9, 0.95], 3, floor=None) == "▁▁█"
+    assert sparkline([1, 2, 3], 2) == sparkline([2, 3], 2)
+    assert sparkline([], 5) == ""
+
+
+def test_progress_line_prints_every_few_seconds_and_notable_events() -> None:
+    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    progress = ProgressLine(console=console, every_s=5)
+    progress.handle(Event("fault_applied", 1.0, {"name": "slow-coupon", "kind": "latency"}))
+    for t in range(2, 14):
+        progress.handle(
+            Event("phase_changed", 1.5, {"phase": "during", "load_phase": "surge"})
+            if t == 2
+            else Event(
+                "sample",
+                float(t),
+                {
+                    "metrics": metrics(
+                        achieved_rate=99.5,
+                        target_load=100,
+                        fulfilment_rate=0.98,
+                        latency_p95_ms=120,
+                        error_rate=0.01,
+                    )
+                },
+            )
+        )
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    lines = out.splitlines()
+    progress_lines = [line for line in lines if "rate=" in line]
+    assert len(progress_lines) == 3  # t=3, 8, 13
+    assert progress_lines[0] == (
+        "t=3s phase=during rate=99.5/100 fulfil=98.0% p95=120ms errors=1.0% faults=slow-coupon"
+    )
+    assert lines[0] == "t=1s fault slow-coupon applied (latency)"
+    assert "\x1b" not in out
