@@ -5,8 +5,12 @@ Each command group lives in its own module and registers itself on ``app``.
 
 from __future__ import annotations
 
-
 from chaoskit import __version__
+from chaoskit.cli import docker as _docker  # noqa: F401
+from chaoskit.cli import experiment as _experiment  # noqa: F401
+from chaoskit.cli import images as _images  # noqa: F401
+from chaoskit.cli import report as _report  # noqa: F401
+from chaoskit.cli import run as _run  # noqa: F401  (registers commands)
 from chaoskit.cli import stack as _stack  # noqa: F401  (registers commands)
 from chaoskit.cli._app import app, console
 
@@ -22,5 +26,3 @@ def version() -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
-
-

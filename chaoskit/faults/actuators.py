@@ -8,11 +8,11 @@ Everything is written to the run's record *before* it touches the target.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from chaoskit.errors import ChaoskitError, FaultNotApplied
 from chaoskit.faults.domain import AdminClient, domain_change
-from chaoskit.faults.toxiproxy import Toxic, ToxiproxyClient, toxic_name
+from chaoskit.faults.toxiproxy import Stream, Toxic, ToxiproxyClient, toxic_name
 from chaoskit.run.registry import LiveRecord
 from chaoskit.stack.endpoints import StackEndpoints
 
@@ -109,15 +109,18 @@ class NetworkActuator:
             self._proxy = endpoints.proxies[dependency]
         except KeyError:
             raise FaultNotApplied(
-                f"fault {spec.name!r}: no Toxiproxy proxy for dependency {dependency!r} on this target"
+                f"fault {spec.name!r}: no Toxiproxy proxy for dependency {dependency!r} "
+                "on this target"
             ) from None
         self._spec = spec
         self._record = record
         self._client: ToxiproxyClient = client_for(self._proxy.api_url)
         direction = str(spec.params.get("direction", "downstream"))
-        self._streams = ("upstream", "downstream") if direction == "both" else (direction,)
+        self._streams: tuple[Stream, ...] = (
+            ("upstream", "downstream") if direction == "both" else (cast(Stream, direction),)
+        )
         self._names = {s: toxic_name(run_id, spec.name, s) for s in self._streams}
-        self._applied: list[str] = []
+        self._applied: list[Stream] = []
         self._disabled = False
 
     def apply(self, level: float) -> None:

@@ -171,7 +171,7 @@ class FaultTimeline:
 
     # --- metric triggers ---------------------------------------------------------------------
     def on_sample(self, t: float, metrics: dict[str, float | None]) -> None:
-        """Feed a per-second sample; starts triggered faults whose condition has held long enough."""
+        """Feed a per-second sample; starts triggered faults whose condition held long enough."""
         with self._lock:
             for state in self.states:
                 trigger = state.window.trigger

@@ -48,19 +48,29 @@ def cleanup(
     state_dir: Path,
     toxiproxy_urls: list[str],
     run_id: str | None = None,
+    target: str | None = None,
+    force: bool = False,
 ) -> CleanupReport:
     """Undo leftovers of dead runs (or only of ``run_id``) recorded under ``state_dir``, and
-    remove chaoskit toxics of dead runs found on ``toxiproxy_urls``."""
+    remove chaoskit toxics of dead runs found on ``toxiproxy_urls``.
+
+    ``target`` keeps to the records of runs on that target (by name). ``force`` undoes
+    ``run_id`` even though its process is alive: the watchdog's case, a hung driver.
+    """
+    if force and run_id is None:
+        raise ValueError("force needs a run_id: only one named run may be undone while alive")
     registry = RunRegistry(state_dir)
     report = CleanupReport()
     live: set[str] = set()
     urls = list(dict.fromkeys(toxiproxy_urls))
     for record in registry.records():
-        if record.alive():
+        if record.alive() and not (force and record.run_id == run_id):
             live.add(record.run_id)
             report.live_runs.append(record.run_id)
             continue
         if run_id is not None and record.run_id != run_id:
+            continue
+        if target is not None and record.target != target:
             continue
         _undo_record(record, report)
         urls.extend(u for u in record.toxiproxy_urls if u not in urls)

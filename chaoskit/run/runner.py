@@ -31,6 +31,7 @@ from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
+from chaoskit.observe.metrics import AUDIT_METRICS
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.plan import Plan
 from chaoskit.report.summary import JournalWriter, Summary, SummaryWriter
@@ -473,12 +474,44 @@ class Runner:
         self, timeline: FaultTimeline, audit: AuditResult | None
     ) -> list[CheckResult]:
         overall = self.aggregator.overall()
+        thresholds = [self._threshold(h) for h in self.experiment.hypothesis]
         checks = judge(
-            [self._threshold(h) for h in self.experiment.hypothesis],
+            [t for t in thresholds if t.metric not in AUDIT_METRICS],
             phases=self._phases(timeline),
             window=self.aggregator.window,
             overall=overall,
         )
+        # Audit metrics exist once, after the drain: judged on the whole run.
+        for threshold in (t for t in thresholds if t.metric in AUDIT_METRICS):
+            invariant = None if audit is None else audit.invariants.get(threshold.metric)
+            if audit is None or audit.status == "skipped" or invariant is None:
+                reason = "audit skipped" if audit is None else (audit.reason or "audit skipped")
+                checks.append(
+                    CheckResult(
+                        "hypothesis",
+                        "overall",
+                        threshold.metric,
+                        threshold.min,
+                        threshold.max,
+                        None,
+                        None,
+                        note=reason,
+                    )
+                )
+            else:
+                value = float(invariant.count)
+                checks.append(
+                    CheckResult(
+                        "hypothesis",
+                        "overall",
+                        threshold.metric,
+                        threshold.min,
+                        threshold.max,
+                        value,
+                        threshold.ok(value),
+                        note="audit after drain",
+                    )
+                )
         guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
         checks.extend(guardrails.final(self._abort))
         if audit is not None and audit.status != "skipped":

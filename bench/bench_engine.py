@@ -1,0 +1,324 @@
+"""The load engine against a cheap endpoint, beside bare Locust and wrk, in one run.
+
+    .venv/bin/python -m bench.bench_engine [--duration 10] [--users 32]
+
+nginx (Debian's nginx-light) answers POST /orders with a small 200 JSON on 127.0.0.1:23080,
+so the server is not what is measured. Side by side, each for ``--duration`` seconds with
+the same users: wrk (the machine's ceiling), bare ``locust --headless`` FastHttpUser with
+``--processes 1`` and ``2``, chaoskit's engine (closed model) in one process and with
+``workers: 2``, then the open model's rate accuracy (achieved / scheduled arrivals per
+10 s window) at half the 1-process capacity. Writes bench/out/engine.json, prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from chaoskit.load.process import LoadProcess
+from chaoskit.load.spec import LoadSpec
+
+BENCH_DIR = Path(__file__).resolve().parent
+OUT_FILE = BENCH_DIR / "out" / "engine.json"
+LUA_SCRIPT = BENCH_DIR / "orders.lua"
+PORT = 23080
+URL = f"http://127.0.0.1:{PORT}"
+NGINX = "/usr/sbin/nginx"
+ANSWER = (
+    '{"outcome":"ok","order_id":"bench","eligible":false,"coupon":"none",'
+    '"store":"s1","rider_id":"r1","eta_min":20}'
+)
+LOCUSTFILE = textwrap.dedent(
+    """
+    import json
+    from locust import FastHttpUser, constant, task
+
+    TEXT = "help me buy a no-ice Boya Juexian within 15 min to the office"
+
+    class Buyer(FastHttpUser):
+        wait_time = constant(0)
+        n = 0
+
+        @task
+        def order(self):
+            Buyer.n += 1
+            key = f"bench-{id(self)}-{Buyer.n}"
+            body = {"intent_id": key, "order_id": key, "user_id": "u1", "text": TEXT}
+            self.client.post("/orders", data=json.dumps(body),
+                             headers={"Content-Type": "application/json"})
+    """
+)
+
+
+def _nginx_config(workdir: Path) -> Path:
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        textwrap.dedent(
+            f"""
+            daemon off;
+            worker_processes 1;
+            pid {workdir}/nginx.pid;
+            error_log {workdir}/error.log warn;
+            events {{ worker_connections 4096; }}
+            http {{
+                access_log off;
+                client_body_temp_path {workdir}/body;
+                proxy_temp_path {workdir}/proxy;
+                fastcgi_temp_path {workdir}/fastcgi;
+                uwsgi_temp_path {workdir}/uwsgi;
+                scgi_temp_path {workdir}/scgi;
+                keepalive_requests 10000000;
+                server {{
+                    listen 127.0.0.1:{PORT};
+                    location /orders {{
+                        default_type application/json;
+                        return 200 '{ANSWER}';
+                    }}
+                }}
+            }}
+            """
+        )
+    )
+    return conf
+
+
+def _start_nginx(workdir: Path) -> subprocess.Popen[bytes]:
+    for _ in range(12):  # the lead may still be installing nginx-light
+        if Path(NGINX).exists():
+            break
+        time.sleep(5)
+    conf = _nginx_config(workdir)
+    nginx = subprocess.Popen(
+        [NGINX, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    import httpx
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            if httpx.post(f"{URL}/orders", content=b"{}").status_code == 200:
+                return nginx
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    nginx.kill()
+    raise SystemExit(f"nginx did not answer on {URL}: {(workdir / 'error.log').read_text()}")
+
+
+def _child_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _measured(step: Any) -> dict[str, Any]:
+    """Run ``step``; add the CPU seconds its processes used and requests per CPU second."""
+    before = _child_cpu_s()
+    result: dict[str, Any] = step()
+    cpu = _child_cpu_s() - before
+    result["cpu_s"] = round(cpu, 2)
+    result["requests_per_cpu_s"] = round(result["requests"] / cpu, 1) if cpu else None
+    return result
+
+
+def _wrk(users: int, duration: int) -> dict[str, Any]:
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{users}", f"-d{duration}s", "-s", str(LUA_SCRIPT), URL, "--", "0", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    line = next(x for x in done.stdout.splitlines() if x.startswith("CHAOSKIT_RESULT "))
+    result = json.loads(line.split(" ", 1)[1])
+    rps = result["requests"] / (result["duration_us"] / 1e6)
+    return {"rps": round(rps, 1), "requests": result["requests"]}
+
+
+def _locust(users: int, duration: int, processes: int, workdir: Path) -> dict[str, Any]:
+    locustfile = workdir / "bench_locustfile.py"
+    locustfile.write_text(LOCUSTFILE)
+    command = [
+        str(Path(sys.executable).parent / "locust"),
+        "-f",
+        str(locustfile),
+        "--headless",
+        "--host",
+        URL,
+        "-u",
+        str(users),
+        "-r",
+        str(users),
+        "-t",
+        f"{duration}s",
+        "--processes",
+        str(processes),
+        "--only-summary",
+        "--json-file",
+        str(workdir / f"locust-{processes}"),
+        "--skip-log",
+        "--stop-timeout",
+        "1",
+    ]
+    subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True)
+    stats = json.loads((workdir / f"locust-{processes}.json").read_text())
+    requests = sum(int(s["num_requests"]) for s in stats)
+    start = min(float(s["start_time"]) for s in stats)
+    end = max(float(s["last_request_timestamp"]) for s in stats)
+    return {"rps": round(requests / max(end - start, 1e-9), 1), "requests": requests}
+
+
+def _engine(spec: LoadSpec) -> list[dict[str, Any]]:
+    engine = LoadProcess.start(spec)
+    records = list(engine.ticks())
+    code = engine.wait(timeout=30)
+    if code != 0 or not records or records[-1].get("type") != "done":
+        raise SystemExit(f"engine failed ({code}): {engine.stderr_tail()}")
+    return [r for r in records if r["type"] == "tick"]
+
+
+def _closed(users: int, duration: int, workers: int, workdir: Path) -> dict[str, Any]:
+    spec = LoadSpec(
+        run_id=f"bench-closed-{workers}-{int(time.time())}",
+        run_dir=str(workdir / f"closed-{workers}"),
+        gateway_url=URL,
+        t0=time.time() + (6.0 if workers else 1.5),
+        duration_s=float(duration),
+        model="closed",
+        shape={"kind": "constant", "for": duration, "users": users},
+        workers=workers,
+    )
+    ticks = _engine(spec)
+    requests = sum(int(t["requests"]) for t in ticks)
+    errors = sum(int(t["request_errors"]) for t in ticks)
+    # Full seconds after the first one that saw load: slow worker start-up is not counted.
+    full = [t for t in ticks if float(t["t"]).is_integer() and int(t["requests"]) > 0][1:]
+    steady = sum(int(t["requests"]) for t in full) / max(1, len(full))
+    return {"rps": round(steady, 1), "requests": requests, "errors": errors}
+
+
+def _open(rate: float, duration: int, workdir: Path) -> dict[str, Any]:
+    spec = LoadSpec(
+        run_id=f"bench-open-{int(time.time())}",
+        run_dir=str(workdir / "open"),
+        gateway_url=URL,
+        t0=time.time() + 1.5,
+        duration_s=float(duration),
+        model="open",
+        shape={"kind": "constant", "for": duration, "rate": rate},
+    )
+    ticks = _engine(spec)
+    started = sum(int(t["intents_started"]) for t in ticks)
+    full_seconds = [int(t["intents_started"]) for t in ticks if float(t["t"]).is_integer()]
+    scheduled = rate * duration
+    return {
+        "rate": rate,
+        "scheduled": scheduled,
+        "achieved": started,
+        "accuracy": round(started / scheduled, 4),
+        "dropped": sum(int(t["dropped"]) for t in ticks),
+        "worst_second": round(min(full_seconds) / rate, 4) if full_seconds else None,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_engine")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--users", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing (Debian package wrk)")
+    console = Console()
+    workdir = Path(tempfile.mkdtemp(prefix="chaoskit-bench-engine-"))
+    nginx = _start_nginx(workdir)
+    results: dict[str, Any] = {}
+    try:
+        users, duration = args.users, args.duration
+        steps = [
+            ("wrk", lambda: _wrk(users, duration)),
+            ("locust_p1", lambda: _locust(users, duration, 1, workdir)),
+            ("chaoskit_w0", lambda: _closed(users, duration, 0, workdir)),
+            ("locust_p2", lambda: _locust(users, duration, 2, workdir)),
+            ("chaoskit_w2", lambda: _closed(users, duration, 2, workdir)),
+        ]
+        for name, step in steps:
+            console.print(f"[dim]measuring {name} ...[/dim]")
+            results[name] = _measured(step)
+        rate = min(2000.0, round(results["chaoskit_w0"]["rps"] * 0.5, -1))
+        console.print(f"[dim]measuring open-model accuracy at {rate:.0f}/s ...[/dim]")
+        results["open_accuracy"] = _open(rate, duration, workdir)
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    ratios = {
+        "chaoskit_w0_vs_locust_p1": results["chaoskit_w0"]["rps"] / results["locust_p1"]["rps"],
+        "chaoskit_w2_vs_locust_p2": results["chaoskit_w2"]["rps"] / results["locust_p2"]["rps"],
+        "chaoskit_w2_vs_w0": results["chaoskit_w2"]["rps"] / results["chaoskit_w0"]["rps"],
+        "chaoskit_w0_vs_wrk": results["chaoskit_w0"]["rps"] / results["wrk"]["rps"],
+        # CPU efficiency: robust when other work shares the machine
+        "chaoskit_w0_vs_locust_p1_per_cpu": results["chaoskit_w0"]["requests_per_cpu_s"]
+        / results["locust_p1"]["requests_per_cpu_s"],
+    }
+    goals = {
+        "chaoskit_w0_vs_locust_p1": 0.95,
+        "chaoskit_w2_vs_locust_p2": 0.95,
+        "chaoskit_w2_vs_w0": 1.7,
+    }
+    table = Table(title=f"load engine, {args.users} users, {args.duration} s each, nginx")
+    for column in ("measurement", "requests/s", "requests/CPU-s", "ratio", "goal"):
+        table.add_column(column, justify="right" if column != "measurement" else "left")
+    for name in ("wrk", "locust_p1", "chaoskit_w0", "locust_p2", "chaoskit_w2"):
+        row = results[name]
+        table.add_row(name, f"{row['rps']:.0f}", f"{row['requests_per_cpu_s'] or 0:.0f}", "", "")
+    for name, value in ratios.items():
+        goal = goals.get(name)
+        mark = (
+            "" if goal is None else ">= {:.2f} {}".format(goal, "ok" if value >= goal else "MISS")
+        )
+        table.add_row(name, "", "", f"{value:.3f}", mark)
+    accuracy = results["open_accuracy"]
+    table.add_row(
+        f"open model {accuracy['rate']:.0f}/s achieved/scheduled",
+        f"{accuracy['achieved']}/{accuracy['scheduled']:.0f}",
+        "",
+        f"{accuracy['accuracy']:.4f}",
+        "within 2% " + ("ok" if abs(accuracy["accuracy"] - 1) <= 0.02 else "MISS"),
+    )
+    console.print(table)
+    OUT_FILE.parent.mkdir(parents=True, exist_ok=True)
+    OUT_FILE.write_text(
+        json.dumps(
+            {
+                "bench": "engine",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "users": args.users,
+                "duration_s": args.duration,
+                "results": results,
+                "ratios": {k: round(v, 4) for k, v in ratios.items()},
+                "goals": goals,
+            },
+            indent=2,
+        )
+    )
+    console.print(f"[dim]wrote {OUT_FILE}[/dim]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
