@@ -1,11 +1,12 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
-# `setup` is idempotent: it installs only what is missing or changed.
+# Set-up is idempotent: it installs only what is missing or changed.
 VENV     := .venv
 BIN      := $(VENV)/bin
 CHAOSKIT := $(BIN)/chaoskit
 PYTEST_ARGS ?=
+DEMO     ?= experiments/festival-surge.yaml
 
-.PHONY: setup setup-docker demo test lint unit bench clean
+.PHONY: setup setup-docker setup-tools demo test lint unit bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,23 +14,27 @@ setup:
 setup-docker: setup
 	@bash scripts/setup-docker.sh
 
+setup-tools:
+	@bash scripts/setup-tools.sh
+
 demo: setup
-	$(CHAOSKIT) run experiments/festival-surge.yaml
+	$(CHAOSKIT) run $(DEMO)
 
 lint: setup
 	$(BIN)/ruff check chaoskit targets tests bench
 	$(BIN)/mypy
 
-test: setup-docker lint
+test: setup-docker setup-tools lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: setup
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit tests/orderstack $(PYTEST_ARGS)
 
-bench: setup-docker
+bench: setup-docker setup-tools
 	$(BIN)/python -m bench
 
 clean:
 	-$(CHAOSKIT) down 2>/dev/null
+	-$(CHAOSKIT) down --backend docker 2>/dev/null
 	-$(CHAOSKIT) cleanup 2>/dev/null
 	rm -rf $(VENV) .chaoskit .mypy_cache .ruff_cache .pytest_cache .hypothesis reports/*/ bench/out

@@ -7,7 +7,7 @@ so the server is not what is measured. Side by side, each for ``--duration`` sec
 the same users: wrk (the machine's ceiling), bare ``locust --headless`` FastHttpUser with
 ``--processes 1`` and ``2``, chaoskit's engine (closed model) in one process and with
 ``workers: 2``, then the open model's rate accuracy (achieved / scheduled arrivals per
-10 s window) at half the 1-process capacity. Writes bench/out/engine.json, prints a table.
+10 s window) at 30% of the 1-process capacity. Writes bench/out/engine.json, prints a table.
 """
 
 from __future__ import annotations
@@ -257,7 +257,8 @@ def main() -> int:
         for name, step in steps:
             console.print(f"[dim]measuring {name} ...[/dim]")
             results[name] = _measured(step)
-        rate = min(2000.0, round(results["chaoskit_w0"]["rps"] * 0.5, -1))
+        # well below capacity: other work on a shared machine moves capacity a lot
+        rate = min(1000.0, round(results["chaoskit_w0"]["rps"] * 0.3, -1))
         console.print(f"[dim]measuring open-model accuracy at {rate:.0f}/s ...[/dim]")
         results["open_accuracy"] = _open(rate, duration, workdir)
     finally:

@@ -47,7 +47,7 @@ def test_no_engine_is_one_line_with_exit_4(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     with pytest.raises(DockerUnavailable, match="no Docker engine answers"):
         connect()
-    target = _target(tmp_path, "dnoengine", 19800)
+    target = _target(tmp_path, "dnoengine", 20000)
     result = CliRunner().invoke(app, ["status", "-t", str(target.source)])
     assert result.exit_code == 4
     assert "no Docker engine answers" in result.output
@@ -60,7 +60,7 @@ def test_missing_image_in_offline_mode_says_how_to_build_it(
     target = _target(
         tmp_path,
         "dnoimage",
-        19800,
+        20000,
         "image:\n  name: chaoskit/not-built-here:none\n  build: false\n",
     )
     with pytest.raises(EnvironmentProblem, match=r"run `chaoskit images build --offline`"):
@@ -71,9 +71,9 @@ def test_missing_image_in_offline_mode_says_how_to_build_it(
 def test_a_port_already_in_use_is_named(
     tmp_path: Path, docker_images: Any, docker_client: Any
 ) -> None:
-    target = _target(tmp_path, "dports", 19800)
+    target = _target(tmp_path, "dports", 20000)
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 19800 + 13))  # eligibility's port
+        holder.bind(("127.0.0.1", 20000 + 13))  # eligibility's port
         holder.listen()
         with pytest.raises(PortInUse, match="port 19813 .* service eligibility"):
             DockerStack(target, state_dir=tmp_path / "state").up()
@@ -86,7 +86,7 @@ def test_a_container_that_exits_during_start_shows_its_last_lines(
     target = _target(
         tmp_path,
         "dbadconf",
-        19800,
+        20000,
         "start_timeout_s: 60\nsettings:\n  store:\n    capacity_per_s: lots\n",
     )
     stack = DockerStack(target, state_dir=tmp_path / "state")
@@ -100,7 +100,7 @@ def test_a_container_that_exits_during_start_shows_its_last_lines(
 
 
 def test_a_second_up_is_refused(tmp_path: Path, docker_images: Any, docker_client: Any) -> None:
-    target = _target(tmp_path, "dtwice", 19800)
+    target = _target(tmp_path, "dtwice", 20000)
     stack = DockerStack(target, state_dir=tmp_path / "state")
     stack.up()
     try:

@@ -46,7 +46,7 @@ def _build_run_folder() -> Callable[..., Path]:
 
 def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (Debian package `chromium`)")
+        pytest.fail("chromium is not installed: `make test` installs it (scripts/setup-tools.sh)")
     return subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
         capture_output=True,

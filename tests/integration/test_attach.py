@@ -39,6 +39,11 @@ name: itest-staging
 base_port: {BASE_PORT}
 """
 
+_PROXIES = ", ".join(f"{d}: {d}" for d in DEPENDENCIES)
+_SERVICES = "".join(
+    f"  {service}: http://127.0.0.1:{BASE_PORT + 10 + i}\n"
+    for i, service in enumerate(("gateway", *DEPENDENCIES))
+)
 ATTACH_TARGET = f"""\
 version: 1
 kind: attach
@@ -46,15 +51,9 @@ name: itest-attach
 gateway: {{url: "{GATEWAY}"}}
 toxiproxy:
   - url: {TOXIPROXY}
-    proxies: {{{", ".join(f"{d}: {d}" for d in DEPENDENCIES)}}}
+    proxies: {{{_PROXIES}}}
 services:
-{
-    "".join(
-        f"  {s}: http://127.0.0.1:{BASE_PORT + 10 + i}{chr(10)}"
-        for i, s in enumerate(("gateway", *DEPENDENCIES))
-    )
-}\
-allowed_hosts: [127.0.0.1]
+{_SERVICES}allowed_hosts: [127.0.0.1]
 caps: {{max_rate: 20, max_fault_duration: 20s}}
 headers: {{Authorization: "Bearer ${{{TOKEN_VAR}}}"}}
 watchdog: {{ttl: 3s}}
@@ -101,7 +100,7 @@ class Staging:
     long: Path
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {**os.environ, "CHAOSKIT_HOME": str(self.home), TOKEN_VAR: SECRET}
+        env = {**os.environ, "CHAOSKIT_HOME": str(self.home), TOKEN_VAR: SECRET, "COLUMNS": "200"}
         env.update(extra)
         return env
 
@@ -183,9 +182,10 @@ def intents_received() -> float:
     return float(stats["counters"].get("intents_received", 0))
 
 
-def run_dir_of(stdout: str) -> Path:
-    line = next(x for x in stdout.splitlines() if x.startswith("reports: "))
-    return Path(line.removeprefix("reports: ").strip())
+def new_run_dir(reports: Path, before: set[Path]) -> Path:
+    created = set(reports.iterdir()) - before
+    assert len(created) == 1, created
+    return created.pop()
 
 
 def children_of(pid: int) -> dict[int, str]:
@@ -289,7 +289,10 @@ def test_attached_run_gives_the_same_verdict_as_the_local_target_and_no_secret(
     staging: Staging, toxiproxy: ToxiproxyClient
 ) -> None:
     verdicts = {}
+    reports = staging.work / "reports"
+    reports.mkdir()
     for target in (staging.local_file, staging.attach_file):
+        before = set(reports.iterdir())
         result = chaoskit(
             staging,
             "run",
@@ -299,10 +302,10 @@ def test_attached_run_gives_the_same_verdict_as_the_local_target_and_no_secret(
             "--yes",
             "--no-dashboard",
             "--reports-dir",
-            str(staging.work / "reports"),
+            str(reports),
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        run_dir = run_dir_of(result.stdout)
+        run_dir = new_run_dir(reports, before)
         summary = json.loads((run_dir / "summary.json").read_text())
         verdicts[summary["environment"]["target_kind"]] = (
             summary["verdict"],
@@ -458,9 +461,10 @@ def test_watchdog_undoes_a_hung_run_after_its_ttl(
         # Not before the TTL less one beat interval (0.5 s), and soon after it.
         assert 2.4 <= reaction <= 3.0 + 1.5
         assert_only_foreign_left(toxiproxy, foreign)
+        log = run.run_dir / "watchdog.log"
+        assert wait_for(lambda: "watching it until it exits" in log.read_text(), timeout=5)
+        assert "no heartbeat for" in log.read_text()
         assert not gone(run.watchdog)  # it stays until the hung driver is gone
-        log = (run.run_dir / "watchdog.log").read_text()
-        assert "no heartbeat for" in log and "watching it until it exits" in log
         run.driver.send_signal(signal.SIGKILL)
         run.driver.wait()
         assert wait_for(lambda: gone(run.watchdog), timeout=5) is not None

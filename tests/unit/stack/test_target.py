@@ -86,8 +86,12 @@ def test_docker_target_has_image_settings_and_converts() -> None:
     assert isinstance(local, LocalTarget) and local.name == "d"
 
 
-def test_attach_target_keeps_its_own_keys_for_now() -> None:
-    target = parse_target("version: 1\nkind: attach\nname: staging\ngateway: http://x\n")
+def test_attach_target_is_one_of_the_kinds() -> None:
+    # The attach keys themselves are tested in test_attach_target.py.
+    target = parse_target(
+        "version: 1\nkind: attach\nname: staging\ngateway: {url: 'http://x'}\n"
+        "toxiproxy: [{url: 'http://x:8474', proxies: {store: store}}]\nallowed_hosts: [x]\n"
+    )
     assert isinstance(target, AttachTarget)
 
 
