@@ -33,6 +33,15 @@ def run(
     workers: int = typer.Option(
         0, "--workers", min=0, help="Run the load as a Locust master with N local worker processes."
     ),
+    expect_workers: int = typer.Option(
+        0,
+        "--expect-workers",
+        min=0,
+        help="Wait for N workers started elsewhere (`chaoskit worker --master HOST:PORT`).",
+    ),
+    master_port: int = typer.Option(
+        5557, "--master-port", min=1, max=65535, help="Port the Locust master listens on."
+    ),
     dashboard: bool = typer.Option(
         True, "--dashboard/--no-dashboard", help="Live dashboard (off: a plain progress line)."
     ),
@@ -112,7 +121,12 @@ def run(
             plan=plan,
             endpoints=endpoints,
             settings=RunSettings(
-                run_dir=run_dir, state_dir=chaoskit_home(), workers=workers, **settings
+                run_dir=run_dir,
+                state_dir=chaoskit_home(),
+                workers=expect_workers or workers,
+                expect_workers=expect_workers > 0,
+                master_port=master_port,
+                **settings,
             ),
             handlers=handlers,
         )
@@ -163,14 +177,16 @@ def cleanup(
 ) -> None:
     """Remove faults and settings that killed runs left behind, and nothing else."""
     stack_target = load_target(target)
+    backend = open_backend(stack_target)
     urls: list[str] = []
-    try:
-        backend = open_backend(stack_target)
-        if backend.is_up():
-            urls = list(backend.endpoints().toxiproxy_urls)
-    except InputError:
-        raise
-    report = run_cleanup(state_dir=chaoskit_home(), toxiproxy_urls=urls, run_id=run_id)
+    if stack_target.kind == "attach":
+        # Someone else runs it: its Toxiproxy may answer while its gateway does not.
+        urls = list(backend.endpoints().toxiproxy_urls)
+    elif backend.is_up():
+        urls = list(backend.endpoints().toxiproxy_urls)
+    report = run_cleanup(
+        state_dir=chaoskit_home(), toxiproxy_urls=urls, run_id=run_id, target=stack_target.name
+    )
     for label, items in (
         ("removed toxic", report.toxics_removed),
         ("re-enabled proxy", report.proxies_enabled),
@@ -188,3 +204,14 @@ def cleanup(
     if report.errors:
         raise typer.Exit(4)
     sys.stdout.flush()
+
+
+@app.command()
+def worker(
+    master: str = typer.Option(..., "--master", help="HOST:PORT of a `chaoskit run` master."),
+) -> None:
+    """Join a distributed run as a Locust worker (the master sends the experiment's load)."""
+    import subprocess
+
+    code = subprocess.call([sys.executable, "-m", "chaoskit.load", "--worker", "--master", master])
+    raise typer.Exit(code)

@@ -31,7 +31,7 @@ from chaoskit.load.intents import (
     make_intent,
     user_for,
 )
-from chaoskit.load.spec import LoadSpec
+from chaoskit.load.spec import LoadSpec, expand_env
 from chaoskit.load.tally import Tally
 
 __all__ = ["LoadGenerator", "OutcomeLog"]
@@ -99,7 +99,12 @@ class LoadGenerator:
         self._wake = gevent.event.Event()
         self._target = 0.0
         self._local_users: list[int] = []
-        self._headers = {"Content-Type": "application/json", **spec.headers}
+        # Header values may name environment variables (${TOKEN}): expanded here, in the
+        # engine's own environment, so secrets are never written to the spec or the journal.
+        self._headers = {
+            "Content-Type": "application/json",
+            **{name: expand_env(value) for name, value in spec.headers.items()},
+        }
         self._environment = environment
         # Open model: one pool shared by all arrivals; closed: one connection per user,
         # as Locust's FastHttpUser has (cheaper than sharing a pool).
@@ -213,7 +218,7 @@ class LoadGenerator:
 
     def _closed_user(self, user: int) -> None:
         spec = self.spec
-        user_id = user_for(spec.seed, user)
+        user_id = user_for(spec.seed, user, run_id=spec.run_id)
         session = self._new_session(1)
         self._sessions.append(session)
         n = 0
@@ -239,22 +244,22 @@ class LoadGenerator:
             for attempt_no in range(behaviour.reclick + 1):
                 if attempt_no:
                     if self._stopping or (user is not None and user >= self._target):
-                        self.tally.add("abandoned")
+                        self.tally.abandoned(started_t)
                         return
                     gevent.sleep(behaviour.think_time_s)
                     if not behaviour.reuse_idempotency_key:
                         order_id = f"{intent.intent_id}.{attempt_no}"
                 attempt = self._attempt(session, intent, order_id)
                 if attempt.told == "ok":
-                    self.tally.fulfilled((self.now() - started_t) * 1000.0)
+                    self.tally.fulfilled((self.now() - started_t) * 1000.0, started_t)
                     return
                 last_step = attempt.step
                 if not attempt.retryable:
-                    self.tally.add("abandoned")
+                    self.tally.abandoned(started_t)
                     return
-            self.tally.failed(last_step or "gateway")
+            self.tally.failed(last_step or "gateway", started_t)
         except gevent.GreenletExit:
-            self.tally.add("abandoned")
+            self.tally.abandoned(started_t)
             raise
 
     def _attempt(self, session: FastHttpSession, intent: Intent, order_id: str) -> Attempt:
@@ -274,6 +279,6 @@ class LoadGenerator:
         timed_out = isinstance(cause, TimeoutError | gevent.Timeout) and not status
         body = None if status in (0, 200) else response.content
         attempt = classify(status or None, body, timed_out=timed_out)
-        self.tally.request(latency_ms, ok=attempt.told == "ok")
+        self.tally.request(latency_ms, ok=attempt.told == "ok", step=attempt.step)
         self.outcomes.attempt(intent.intent_id, order_id, attempt, self.now())
         return attempt

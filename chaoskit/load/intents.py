@@ -79,8 +79,9 @@ def _draws(seed: int, key: str) -> int:
 def make_intent(seed: int, key: str, *, run_id: str, user: str | None = None) -> Intent:
     """Intent ``key`` of a run seeded ``seed``: the same seed and key give the same request.
 
-    ``run_id`` only prefixes the id, so ids (and the order keys made from them) never
-    collide with an earlier run's in the stack's ledgers.
+    ``run_id`` only prefixes the ids, so ids (and the order keys made from them) never
+    collide with an earlier run's in the stack's ledgers, and each run's buyers come with
+    their free-order quota unspent (a stack kept up between runs remembers quotas).
     """
     dice = _draws(seed, key)
     dice, item_no = divmod(dice, len(ITEMS))
@@ -88,7 +89,7 @@ def make_intent(seed: int, key: str, *, run_id: str, user: str | None = None) ->
     dice, spec_no = divmod(dice, len(specs))
     dice, deadline_no = divmod(dice, len(DEADLINES_MIN))
     dice, place_no = divmod(dice, len(PLACES))
-    user_id = user if user is not None else f"u{dice % USER_POOL}"
+    user_id = user if user is not None else f"{run_id}-u{dice % USER_POOL}"
     return Intent(
         intent_id=f"{run_id}-{key}",
         user_id=user_id,
@@ -99,9 +100,10 @@ def make_intent(seed: int, key: str, *, run_id: str, user: str | None = None) ->
     )
 
 
-def user_for(seed: int, user: int) -> str:
+def user_for(seed: int, user: int, *, run_id: str = "") -> str:
     """The buyer id of closed-model user ``user``: seeded, stable for the run."""
-    return f"u{_draws(seed, f'user:{user}') % USER_POOL}"
+    prefix = f"{run_id}-" if run_id else ""
+    return f"{prefix}u{_draws(seed, f'user:{user}') % USER_POOL}"
 
 
 Told = Literal["ok", "failed", "timeout"]

@@ -7,6 +7,9 @@ imports it freely.
 from __future__ import annotations
 
 import json
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -21,6 +24,7 @@ __all__ = [
     "Caps",
     "LoadSpec",
     "check_gateway_host",
+    "expand_env",
     "read_spec",
     "write_spec",
 ]
@@ -73,6 +77,15 @@ class LoadSpec(_Model):
     stop_on_worker_loss: bool = False
     arrivals: Literal["uniform", "poisson"] = "uniform"  # open model spacing
     orders_path: str = "/orders"
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(value: str, environ: Mapping[str, str] | None = None) -> str:
+    """``value`` with every ``${NAME}`` replaced from the environment (unset: left as is)."""
+    env = os.environ if environ is None else environ
+    return _ENV_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
 def check_gateway_host(spec: LoadSpec) -> None:

@@ -38,7 +38,10 @@ class Tally:
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = dict.fromkeys(COUNT_FIELDS, 0)
-        self.failed_steps: Counter[str] = Counter()
+        self.failed_steps: Counter[str] = Counter()  # failed attempts, by chain step
+        # Outcomes by the whole second their intent started ("<s>:f|x|a"): lets a window be
+        # judged by what happened to the intents that started in it, however late they end.
+        self.by_start: Counter[str] = Counter()
         # Whole-ms counts, put into the histograms at take(): hdrh's record_value is pure
         # Python and costs ~10 us, paid once per distinct value instead of per request.
         self.latency_ms: Counter[int] = Counter()
@@ -48,31 +51,43 @@ class Tally:
         """Add ``n`` to one of ``COUNT_FIELDS``."""
         self.counts[field] += n
 
-    def request(self, latency_ms: float, *, ok: bool) -> None:
-        """One HTTP attempt finished."""
+    def request(self, latency_ms: float, *, ok: bool, step: str | None = None) -> None:
+        """One HTTP attempt finished; a failed one counts at its chain ``step``."""
         self.counts["requests"] += 1
         self.latency_ms[_clamp_ms(latency_ms)] += 1
         if not ok:
             self.counts["request_errors"] += 1
+            self.failed_steps[step or "gateway"] += 1
 
-    def failed(self, step: str) -> None:
+    def failed(self, step: str, started_t: float | None = None) -> None:
         """An intent gave up after its re-clicks; ``step`` is where its last attempt failed."""
         self.counts["failed"] += 1
-        self.failed_steps[step] += 1
+        if started_t is not None:
+            self.by_start[f"{int(started_t)}:x"] += 1
 
-    def fulfilled(self, fulfilment_ms: float) -> None:
+    def abandoned(self, started_t: float | None = None) -> None:
+        """An intent ended without an answer it could act on (stop, or a 4xx)."""
+        self.counts["abandoned"] += 1
+        if started_t is not None:
+            self.by_start[f"{int(started_t)}:a"] += 1
+
+    def fulfilled(self, fulfilment_ms: float, started_t: float | None = None) -> None:
         """An intent was confirmed ``fulfilment_ms`` after it started."""
         self.counts["fulfilled"] += 1
         self.fulfilment_ms[_clamp_ms(fulfilment_ms)] += 1
+        if started_t is not None:
+            self.by_start[f"{int(started_t)}:f"] += 1
 
     def take(self) -> dict[str, Any]:
         """The delta since the last call (histograms encoded), and reset."""
         delta: dict[str, Any] = dict(self.counts)
         delta["failed_steps"] = dict(self.failed_steps)
+        delta["by_start"] = dict(self.by_start)
         delta["latency_hdr"] = _encode(self.latency_ms)
         delta["fulfilment_hdr"] = _encode(self.fulfilment_ms)
         self.counts = dict.fromkeys(COUNT_FIELDS, 0)
         self.failed_steps = Counter()
+        self.by_start = Counter()
         self.latency_ms = Counter()
         self.fulfilment_ms = Counter()
         return delta
@@ -94,17 +109,20 @@ def merge_deltas(deltas: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum counts and steps, add histograms; an empty list gives ``empty_delta()``."""
     counts = dict.fromkeys(COUNT_FIELDS, 0)
     steps: Counter[str] = Counter()
+    by_start: Counter[str] = Counter()
     latency, fulfilment = new_histogram(), new_histogram()
     for delta in deltas:
         for field in COUNT_FIELDS:
             counts[field] += int(delta.get(field, 0))
         steps.update(delta.get("failed_steps", {}))
+        by_start.update(delta.get("by_start", {}))
         if delta.get("latency_hdr"):
             latency.decode_and_add(delta["latency_hdr"])
         if delta.get("fulfilment_hdr"):
             fulfilment.decode_and_add(delta["fulfilment_hdr"])
     merged: dict[str, Any] = dict(counts)
     merged["failed_steps"] = dict(steps)
+    merged["by_start"] = dict(by_start)
     merged["latency_hdr"] = latency.encode().decode()
     merged["fulfilment_hdr"] = fulfilment.encode().decode()
     return merged

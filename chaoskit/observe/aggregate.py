@@ -145,6 +145,10 @@ class MetricsAggregator:
         # Ring entries older than this were dropped: ranges starting before it are not exact.
         self._ring_floor = {"client": -math.inf, "server": -math.inf}
         self._merge_cache: tuple[tuple[float, float, str], dict[str, float | None]] | None = None
+        # Intent outcomes by the whole second the intent started: [fulfilled, finished].
+        # A phase is judged by what became of the intents that started in it, however late
+        # they finished (a re-clicking buyer's failure lands seconds after the fault).
+        self._by_start: dict[int, list[int]] = {}
 
     # ---- input ---------------------------------------------------------------------------
 
@@ -206,6 +210,15 @@ class MetricsAggregator:
             pcts=pcts,
         )
         with self._lock:
+            for key, n in (tick.get("by_start") or {}).items():
+                second, _, kind = str(key).partition(":")
+                try:
+                    slot = self._by_start.setdefault(int(second), [0, 0])
+                except ValueError:
+                    continue
+                slot[1] += int(n)
+                if kind == "f":
+                    slot[0] += int(n)
             i = bisect.bisect_right(self._tick_ts, t)
             self._tick_ts.insert(i, t)
             self._ticks.insert(i, record)
@@ -405,6 +418,8 @@ class MetricsAggregator:
             if overall:
                 started = sum(k.started for k in ticks)
                 row["fulfilment_rate"] = _ratio(sum(k.fulfilled for k in ticks), started)
+            elif self._by_start:
+                row["fulfilment_rate"] = self._fulfilment_by_start(t0, t1)
         snaps = self._snaps[
             bisect.bisect_right(self._snap_ts, t0) : bisect.bisect_right(self._snap_ts, t1)
         ]
@@ -416,6 +431,15 @@ class MetricsAggregator:
             row["riders_free"] = _mean(s.riders_free for s in snaps)
             row["riders_busy"] = _mean(s.riders_busy for s in snaps)
         return row
+
+    def _fulfilment_by_start(self, t0: float, t1: float) -> float | None:
+        """Fulfilled / finished among intents that started in [t0, t1)."""
+        fulfilled = finished = 0
+        for second, (f, n) in self._by_start.items():
+            if t0 <= second < t1:
+                fulfilled += f
+                finished += n
+        return _ratio(fulfilled, finished)
 
     def _client_values(self, ticks: list[_Tick], pcts: Row, *, scale: float) -> Row:
         started = sum(k.started for k in ticks)

@@ -45,7 +45,10 @@ __all__ = ["RunOutcome", "RunSettings", "Runner", "Status", "Verdict"]
 Status = Literal["completed", "aborted", "interrupted", "error"]
 Verdict = Literal["held", "violated", "aborted", "error"]
 
-_START_DELAY_S = 1.0  # the load engine's start-up, so t=0 is when arrivals begin
+# The load engine's start-up, so t=0 is when arrivals begin: importing locust takes ~1 s,
+# and distributed workers must start and join the master first.
+_START_DELAY_S = 1.5
+_START_DELAY_WORKERS_S = 7.0
 _END_GRACE_S = 3.0
 _SUMMARY_EVERY_S = 5.0
 
@@ -157,7 +160,12 @@ class Runner:
 
         started_at = datetime.now(UTC)
         watchdog = self._start_watchdog(registry)
-        self._t0 = time.time() + _START_DELAY_S
+        delay = (
+            _START_DELAY_WORKERS_S
+            if self.settings.workers or self.settings.expect_workers
+            else _START_DELAY_S
+        )
+        self._t0 = time.time() + delay
         timeline = FaultTimeline(
             windows=self._fault_windows(),
             make_actuator=lambda spec: make_actuator(
@@ -187,7 +195,7 @@ class Runner:
                     "duration_s": self.plan.duration_s,
                     "plan": self.plan.to_json(),
                 },
-                t=-_START_DELAY_S,
+                t=-delay,
             )
             self._write_summary(started_at, "running", None, timeline, [], None)
             restored_settings = self._configure_stack(admin, record)
@@ -401,6 +409,7 @@ class Runner:
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
             max_inflight=load.max_inflight,
+            orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
             caps=Caps.model_validate(self.settings.caps),
         )
 

@@ -186,3 +186,84 @@ def test_cleanup_after_sigkill_removes_only_chaoskit_leftovers(
     assert clean_stack.admin("rider")["riders"] == riders_before
     again = clean_stack.run("cleanup", "--target", str(clean_stack.target_file))
     assert again.returncode == 0 and "nothing to clean up" in again.stdout
+
+
+def coupon_experiment(mode: str) -> str:
+    return f"""
+stack:
+  coupon_mode: {mode}
+  gateway: {{timeout: 1s, retries: none, circuit_breaker: false}}
+load:
+  model: open
+  behaviour: {{reclick: 0}}
+  shape: {{kind: constant, for: 16s, rate: 25}}
+faults:
+  - {{name: coupon-down, kind: down, dependency: coupon, at: 3s, for: 8s}}
+hypothesis:
+  - {{metric: fulfilment_rate, min: 0.9, phase: during}}
+  - {{metric: double_credits, max: 0}}
+report: {{formats: [json]}}
+"""
+
+
+@pytest.mark.slow
+def test_decoupled_coupons_keep_fulfilment_and_turn_failures_into_delay(
+    clean_stack: RunStack, tmp_path: Path
+) -> None:
+    results = {}
+    for mode in ("sync", "async"):
+        experiment = clean_stack.experiment(tmp_path, f"coupon-{mode}", coupon_experiment(mode))
+        reports = tmp_path / f"reports-{mode}"
+        outcome = clean_stack.run(
+            "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports)
+        )
+        results[mode] = (outcome.returncode, summary(only_run_dir(reports)))
+    (sync_code, coupled), (async_code, decoupled) = results["sync"], results["async"]
+    assert toxics_on(clean_stack) == {}
+    during_coupled = coupled["phases"]["during"]["fulfilment_rate"]
+    during_decoupled = decoupled["phases"]["during"]["fulfilment_rate"]
+    # The coupled design fails every eligible order while the ledger is down ...
+    assert sync_code == 1 and coupled["verdict"] == "violated"
+    assert during_coupled < 0.85
+    assert coupled["metrics"]["failures.coupon"] > 20
+    # ... the decoupled one keeps taking orders and credits them late, exactly once.
+    assert async_code == 0 and decoupled["verdict"] == "held", decoupled["checks"]
+    assert during_decoupled > during_coupled + 0.1
+    assert decoupled["metrics"]["coupon_delay_p95_s"] > 2.0
+    assert decoupled["audit"]["invariants"]["double_credits"]["count"] == 0
+    assert decoupled["audit"]["invariants"]["missing_credits"]["count"] == 0
+
+
+WORKERS = """
+load:
+  model: open
+  shape: {kind: stages, stages: [{for: 4s, rate: 10}, {for: 4s, rate: 30}]}
+hypothesis:
+  - {metric: fulfilment_rate, min: 0.9}
+report: {formats: [json]}
+"""
+
+
+def test_two_workers_run_the_same_shape_with_merged_metrics(
+    clean_stack: RunStack, tmp_path: Path
+) -> None:
+    experiment = clean_stack.experiment(tmp_path, "workers", WORKERS)
+    reports = tmp_path / "reports"
+    result = clean_stack.run(
+        "run",
+        str(experiment),
+        "--no-dashboard",
+        "--workers",
+        "2",
+        "--master-port",
+        "19957",
+        "--reports-dir",
+        str(reports),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = summary(only_run_dir(reports))
+    assert data["environment"]["workers"] == 2
+    # 4 s at 10/s + 4 s at 30/s, split over two processes, merged back: 160 intents.
+    assert data["metrics"]["intents"] == pytest.approx(160, abs=4)
+    assert data["metrics"]["orders"] == pytest.approx(data["metrics"]["intents"], abs=4)
+    assert data["audit"]["status"] == "passed"

@@ -86,7 +86,12 @@ def test_intents_are_seeded_and_varied() -> None:
     first = [make_intent(7, f"o{k}", run_id="a") for k in range(50)]
     again = [make_intent(7, f"o{k}", run_id="b") for k in range(50)]
     other = [make_intent(8, f"o{k}", run_id="a") for k in range(50)]
-    assert [(i.user_id, i.text) for i in first] == [(i.user_id, i.text) for i in again]
+    assert [i.text for i in first] == [i.text for i in again]
+    # Buyers are scoped to the run, so a stack kept up between runs has no spent quotas.
+    assert [i.user_id.removeprefix("a-") for i in first] == [
+        i.user_id.removeprefix("b-") for i in again
+    ]
+    assert first[0].user_id.startswith("a-u") and again[0].user_id.startswith("b-u")
     assert [i.text for i in first] != [i.text for i in other]
     assert len({i.text for i in first}) > 30
     assert first[0].intent_id == "a-o0" and again[0].intent_id == "b-o0"
@@ -120,20 +125,24 @@ def test_tally_deltas_reset_and_merge() -> None:
     a, b = Tally(), Tally()
     a.add("intents_started", 3)
     a.request(12.0, ok=True)
-    a.request(40.0, ok=False)
-    a.fulfilled(15.0)
-    a.failed("store")
+    a.request(40.0, ok=False, step="store")
+    a.fulfilled(15.0, started_t=2.4)
+    a.failed("store", started_t=2.9)
     b.add("dropped", 2)
     b.request(0.2, ok=True)  # below 1 ms is recorded as 1 ms
-    b.failed("store")
+    b.request(30.0, ok=False, step="store")
+    b.request(30.0, ok=False, step="rider")
+    b.failed("store", started_t=3.0)
     b.failed("rider")
     first = a.take()
     assert first["requests"] == 2 and first["request_errors"] == 1
     assert a.take()["requests"] == 0  # a delta, not a running total
     merged = merge_deltas([first, b.take()])
-    assert merged["requests"] == 3 and merged["dropped"] == 2 and merged["failed"] == 3
-    assert merged["failed_steps"] == {"store": 2, "rider": 1}
+    assert merged["dropped"] == 2 and merged["failed"] == 3
+    assert merged["requests"] == 5  # a: 2, b: 3
+    assert merged["failed_steps"] == {"store": 2, "rider": 1}  # failed attempts, by step
+    assert merged["by_start"] == {"2:f": 1, "2:x": 1, "3:x": 1}
     latency = HdrHistogram.decode(merged["latency_hdr"])
-    assert latency.get_total_count() == 3 and latency.get_min_value() == 1
+    assert latency.get_total_count() == 5 and latency.get_min_value() == 1
     assert HdrHistogram.decode(merged["fulfilment_hdr"]).get_total_count() == 1
     assert merge_deltas([])["requests"] == 0
