@@ -75,7 +75,7 @@ def test_a_port_already_in_use_is_named(
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 20000 + 13))  # eligibility's port
         holder.listen()
-        with pytest.raises(PortInUse, match="port 19813 .* service eligibility"):
+        with pytest.raises(PortInUse, match="port 20013 .* service eligibility"):
             DockerStack(target, state_dir=tmp_path / "state").up()
     assert _leftovers(docker_client, "dports") == []
 
