@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import resource
 import statistics
 import tempfile
 import textwrap
@@ -62,7 +63,16 @@ def _add_stats_location(workdir: Path) -> None:
     conf.write_text(text.replace("location /orders {", location + "location /orders {", 1))
 
 
-def _leg(*, users: int, duration: int, workdir: Path, pipeline: bool, n: int) -> float:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _leg(
+    *, users: int, duration: int, workdir: Path, pipeline: bool, n: int
+) -> tuple[float, float]:
+    """(engine requests/s, driver CPU share of one core) for one leg."""
+    cpu0, wall0 = _cpu_s(), time.monotonic()
     spec = LoadSpec(
         run_id=f"bench-dash-{n}-{int(time.time())}",
         run_dir=str(workdir / f"leg-{n}"),
@@ -101,15 +111,16 @@ def _leg(*, users: int, duration: int, workdir: Path, pipeline: bool, n: int) ->
         dashboard.stop()
     if sampler is not None:
         sampler.stop()
+    cpu = (_cpu_s() - cpu0) / (time.monotonic() - wall0)
     full = [t for t in ticks if float(t["t"]).is_integer() and int(t["requests"]) > 0][1:]
-    return sum(int(t["requests"]) for t in full) / max(1, len(full))
+    return sum(int(t["requests"]) for t in full) / max(1, len(full)), cpu
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_dashboard")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--users", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="ck-bench-dash-"))
     if not Path(NGINX).exists():
@@ -120,12 +131,13 @@ def main() -> int:
     _add_stats_location(workdir)
     nginx = _start_nginx_again(workdir)
     results: dict[str, list[float]] = {"off": [], "on": []}
+    cpu: dict[str, list[float]] = {"off": [], "on": []}
     try:
         n = 0
         for _ in range(args.rounds):
             for label in ("off", "on"):
                 n += 1
-                rps = _leg(
+                rps, share = _leg(
                     users=args.users,
                     duration=args.duration,
                     workdir=workdir,
@@ -133,12 +145,14 @@ def main() -> int:
                     n=n,
                 )
                 results[label].append(round(rps, 1))
+                cpu[label].append(share)
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
     off, on = statistics.median(results["off"]), statistics.median(results["on"])
     ratio = on / off if off else 0.0
     OUT_FILE.parent.mkdir(exist_ok=True)
+    cpu_off, cpu_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
     OUT_FILE.write_text(
         json.dumps(
             {
@@ -146,16 +160,23 @@ def main() -> int:
                 "on_rps": results["on"],
                 "ratio": round(ratio, 3),
                 "goal": 0.95,
+                "driver_cpu_share_off": round(cpu_off, 4),
+                "driver_cpu_share_on": round(cpu_on, 4),
             },
             indent=2,
         )
     )
     table = Table(title=f"metrics pipeline overhead, {args.users} users, {args.duration} s legs")
-    for column in ("leg", "requests/s (each round)", "median"):
+    for column in ("leg", "requests/s (each round)", "median", "driver CPU"):
         table.add_column(column)
-    table.add_row("engine alone", ", ".join(map(str, results["off"])), f"{off:,.0f}")
     table.add_row(
-        "+ samplers, aggregator, dashboard", ", ".join(map(str, results["on"])), f"{on:,.0f}"
+        "engine alone", ", ".join(map(str, results["off"])), f"{off:,.0f}", f"{cpu_off:.1%}"
+    )
+    table.add_row(
+        "+ samplers, aggregator, dashboard",
+        ", ".join(map(str, results["on"])),
+        f"{on:,.0f}",
+        f"{cpu_on:.1%}",
     )
     Console(width=100).print(table)
     print(f"ratio on/off: {ratio:.3f}  (goal >= 0.95: {'met' if ratio >= 0.95 else 'MISSED'})")

@@ -194,8 +194,8 @@ class _Tracker:
             check = _Check(kind, key[1], _bound(data), phase)
             s.checks[key] = check
         ok = data.get("ok")
-        # Once violated, a hypothesis stays violated on screen: that is the verdict.
-        check.ok = bool(ok) if check.ok is not False or kind == "guardrail" else False
+        # Live checks carry the phase's value so far: the latest one is the one to show.
+        check.ok = None if ok is None else bool(ok)
         check.value = data.get("value")
         if phase:
             check.phase = phase

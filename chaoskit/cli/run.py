@@ -155,6 +155,20 @@ def run(
         f"[bold {colour}]{outcome.verdict.upper()}[/] status={outcome.status} "
         f"run={runner.run_id} exit={outcome.exit_code}"
     )
+    for check in outcome.summary.get("checks", []):
+        if check.get("ok") is False:
+            limit = " and ".join(
+                f"{op} {check[key]:g}"
+                for op, key in ((">=", "min"), ("<=", "max"))
+                if check.get(key) is not None
+            )
+            value = check.get("value")
+            shown = "-" if value is None else f"{value:.4g}"
+            console.print(
+                f"  [red]✗[/] {check['kind']} {check['metric']} ({check.get('phase') or '-'}): "
+                f"{shown}, expected {limit}",
+                highlight=False,
+            )
     for error in outcome.summary.get("errors", []):
         err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
     console.print(f"reports: {run_dir}")

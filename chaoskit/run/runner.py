@@ -51,6 +51,7 @@ _START_DELAY_S = 1.5
 _START_DELAY_WORKERS_S = 7.0
 _END_GRACE_S = 3.0
 _SUMMARY_EVERY_S = 5.0
+_LIVE_CHECK_EVERY_S = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,6 +258,7 @@ class Runner:
         return RunOutcome(status, verdict, exit_code, self.run_dir, summary)
 
     _restore_failed = False
+    _phase_started = 0.0
     _watchdog: Any = None
 
     def _start_watchdog(self, registry: RunRegistry) -> Any:
@@ -276,6 +278,12 @@ class Runner:
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
         guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
+        live_checks = [
+            t
+            for t in (self._threshold(h) for h in self.experiment.hypothesis)
+            if t.metric not in AUDIT_METRICS
+        ]
+        next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
         next_sample = 1.0
         last_summary = 0.0
@@ -319,6 +327,9 @@ class Runner:
                     )
                     return "aborted"
                 next_sample += 1.0
+                if next_sample - 1.0 >= next_check:
+                    next_check += _LIVE_CHECK_EVERY_S
+                    self._live_checks(live_checks, next_sample - 1.0)
             if timeline.failures:
                 self._errors.extend(timeline.failures)
                 return "error"
@@ -329,6 +340,32 @@ class Runner:
                 return "completed"  # the engine overran its own end; do not wait for it
             if load.returncode is not None and tick is None:
                 return "completed" if load.returncode == 0 else "error"
+
+    def _live_checks(self, thresholds: list[Threshold], t: float) -> None:
+        """Each hypothesis on the current phase so far: what the verdict would be now."""
+        for threshold in thresholds:
+            if threshold.phase not in ("all", "overall", self._phase):
+                continue
+            phase = "overall" if threshold.phase == "overall" else self._phase
+            start = 0.0 if phase == "overall" else self._phase_started
+            if t - start < 1.0:
+                continue
+            value = self.aggregator.window(threshold.metric, start, t)
+            self._emit(
+                "check",
+                {
+                    "kind": "hypothesis",
+                    "phase": phase,
+                    "metric": threshold.metric,
+                    "min": threshold.min,
+                    "max": threshold.max,
+                    "value": value,
+                    "ok": threshold.ok(value),
+                    "window": [round(start, 3), round(t, 3)],
+                    "live": True,
+                },
+                t=t,
+            )
 
     def _drain_ticks(self, load: LoadProcess) -> None:
         """Take in the ticks the engine flushed while stopping."""
@@ -350,6 +387,7 @@ class Runner:
             phase = "baseline"
         if phase != self._phase:
             self._phase = phase
+            self._phase_started = t
             self.aggregator.mark_phase(phase, t)
             self._emit("phase_changed", {"phase": phase, "load_phase": self._load_phase_at(t)}, t=t)
 
@@ -564,7 +602,7 @@ class Runner:
             for phase, span in self._phases(timeline).items():
                 if span is not None:
                     row = self.aggregator.windows(span[0], span[1])
-                    per_phase[phase] = {name: row.get(name) for name in _PHASE_METRICS}
+                    per_phase[phase] = dict(row)
         experiment = self.experiment
         summary: dict[str, Any] = {
             "schema": 1,
@@ -616,16 +654,3 @@ class Runner:
             summary["errors"] = [*summary["errors"], f"summary did not validate: {exc}"]
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
-
-
-_PHASE_METRICS = (
-    "fulfilment_rate",
-    "fulfilment_time_p95_s",
-    "error_rate",
-    "latency_p95_ms",
-    "coupon_delay_p95_s",
-    "orders_per_s",
-    "retry_amplification",
-    "store_rejections",
-    "rider_wait_p95_s",
-)

@@ -112,11 +112,13 @@ def test_breaker_opens_and_rejects_without_calling(tmp_path: Path) -> None:
             "inventory": {"http_errors": {"rate": 1.0, "status": 500}},
         }
         async with running(make_config(tmp_path, settings=settings)) as stack:
-            statuses = [
-                (await stack.post("gateway", "/orders", order(f"b{i}")))[0] for i in range(30)
-            ]
+            answers = [await stack.post("gateway", "/orders", order(f"b{i}")) for i in range(30)]
+            statuses = [status for status, _, _ in answers]
             assert statuses[:20] == [500] * 20  # 20 calls: the window's minimum
             assert statuses[20:] == [503] * 10
+            # A breaker rejection is still a failure at the dependency that broke the chain.
+            assert {body["step"] for _, body, _ in answers[20:]} == {"inventory"}
+            assert all("circuit open" in body["reason"] for _, body, _ in answers[20:])
             stats = await stack.get("gateway", "/stats")
             assert stats["counters"]["breaker_rejections"] == 10
             assert stats["gauges"]["breaker_open"] == 1

@@ -254,7 +254,8 @@ class GatewayService(Service):
             if breaker is not None and not breaker.allow():
                 self.counters["breaker_rejections"] += 1
                 wait = max(1, math.ceil(breaker.retry_after()))
-                raise StepFailed("gateway", 503, f"circuit open for {dep}", retry_after=wait)
+                # The chain broke at this dependency: say so, and that the breaker answered.
+                raise StepFailed(dep, 503, f"{dep}: circuit open", retry_after=wait)
             if attempt:
                 self.counters["retries"] += 1
             try:
