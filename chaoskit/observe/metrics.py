@@ -66,7 +66,8 @@ _BASE: tuple[MetricInfo, ...] = (
     _m("orders_per_s", "orders confirmed to clients per second", "1/s", "higher", "client"),
     _m(
         "fulfilment_rate",
-        "intents fulfilled / intents finished in the window (overall: fulfilled / started)",
+        "share of intents fulfilled: in a phase, of those that started in it (however late"
+        " they ended); live, of those that ended that second; overall, fulfilled / started",
         "ratio",
         "higher",
         "client",

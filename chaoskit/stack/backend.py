@@ -8,7 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
-from chaoskit.errors import InputError
+import httpx
+
+from chaoskit.errors import ChaoskitError, InputError
+from chaoskit.faults.toxiproxy import Proxy, ToxiproxyClient
 from chaoskit.stack.endpoints import StackEndpoints
 from chaoskit.stack.target import LocalTarget, Target
 
@@ -152,3 +155,34 @@ def open_backend(target: Target, *, state_dir: Path | None = None) -> StackBacke
         raise InputError(f"the {target.kind} backend is not available in this chaoskit") from exc
     backend_class = getattr(module, class_name)
     return cast(StackBackend, backend_class(target, state_dir=state_dir))
+
+
+def http_health(http: httpx.Client, base_url: str, service: str) -> Health:
+    """ "ok" when the service answers /healthz as itself, "unhealthy" for a wrong answer."""
+    try:
+        response = http.get(f"{base_url}/healthz")
+    except httpx.HTTPError:
+        return "down"
+    if response.status_code != 200:
+        return "unhealthy"
+    try:
+        body = response.json()
+    except ValueError:
+        return "unhealthy"
+    if isinstance(body, dict) and body.get("service", service) == service:
+        return "ok"
+    return "unhealthy"
+
+
+def probe_toxiproxy(url: str, problems: list[str]) -> tuple[Health, dict[str, Proxy]]:
+    """Toxiproxy's health and proxies; a failure is added to ``problems``."""
+    try:
+        with ToxiproxyClient(url, read_timeout_s=2.0) as client:
+            return "ok", client.proxies()
+    except ChaoskitError as exc:
+        problems.append(str(exc))
+        return "unhealthy", {}
+
+
+def no_progress(update: StartupUpdate) -> None:
+    """Progress goes nowhere unless the caller asks for it."""

@@ -40,6 +40,9 @@ from chaoskit.stack.backend import (
     ServiceStatus,
     StackStatus,
     StartupUpdate,
+    http_health,
+    no_progress,
+    probe_toxiproxy,
 )
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES, ProxyRef, StackEndpoints
 from chaoskit.stack.engine import (
@@ -220,7 +223,7 @@ class DockerStack:
 
     def up(self, *, progress: ProgressCallback | None = None) -> StackEndpoints:
         """Create the network, Toxiproxy and every service container; wait until all answer."""
-        report = progress or _no_progress
+        report = progress or no_progress
         with self._engine():
             existing = stack_containers(self.client, self.name)
             running = [c.name for c in existing if c.status in ("running", "paused", "restarting")]
@@ -300,13 +303,7 @@ class DockerStack:
         toxiproxy_health: Health = "down"
         proxies: dict[str, Proxy] = {}
         if toxiproxy is not None and toxiproxy.status == "running":
-            try:
-                with ToxiproxyClient(self.toxiproxy_url, read_timeout_s=2.0) as client:
-                    proxies = client.proxies()
-                toxiproxy_health = "ok"
-            except ChaoskitError as exc:
-                toxiproxy_health = "unhealthy"
-                problems.append(str(exc))
+            toxiproxy_health, proxies = probe_toxiproxy(self.toxiproxy_url, problems)
         else:
             problems.append("the toxiproxy container is not running")
         rows: list[ServiceStatus] = []
@@ -319,7 +316,7 @@ class DockerStack:
                 if state != "running":
                     running = False
                     problems.append(f"container {name} is {state}")
-                health = _http_health(http, self.service_url(service), service)
+                health = http_health(http, self.service_url(service), service)
                 if state != "running":
                     health = "down"
                 proxy = proxies.get(service)
@@ -566,7 +563,7 @@ class DockerStack:
         with httpx.Client(timeout=httpx.Timeout(1.0), trust_env=False) as http:
             while pending:
                 for service, container in list(pending.items()):
-                    if _http_health(http, self.service_url(service), service) == "ok":
+                    if http_health(http, self.service_url(service), service) == "ok":
                         del pending[service]
                         report(StartupUpdate(service, "ready", self.service_url(service)))
                         continue
@@ -676,24 +673,3 @@ def _published(attrs: dict[str, Any]) -> str:
         for binding in bindings or []:
             shown.append(f"{binding.get('HostIp')}:{binding.get('HostPort')}->{inside}")
     return ", ".join(shown) or "-"
-
-
-def _http_health(http: httpx.Client, base_url: str, service: str) -> Health:
-    """Ok when the service answers /healthz as itself, unhealthy for a wrong answer, else down."""
-    try:
-        response = http.get(f"{base_url}/healthz")
-    except httpx.HTTPError:
-        return "down"
-    if response.status_code != 200:
-        return "unhealthy"
-    try:
-        body = response.json()
-    except ValueError:
-        return "unhealthy"
-    if isinstance(body, dict) and body.get("service", service) == service:
-        return "ok"
-    return "unhealthy"
-
-
-def _no_progress(update: StartupUpdate) -> None:
-    """Progress goes nowhere unless the caller asks for it."""

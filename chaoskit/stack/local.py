@@ -28,13 +28,16 @@ from chaoskit.errors import (
     StackNotRunning,
     ToxiproxyMissing,
 )
-from chaoskit.faults.toxiproxy import ProxySpec, ToxiproxyClient
+from chaoskit.faults.toxiproxy import Proxy, ProxySpec, ToxiproxyClient
 from chaoskit.stack.backend import (
     Health,
     ProgressCallback,
     ServiceStatus,
     StackStatus,
     StartupUpdate,
+    http_health,
+    no_progress,
+    probe_toxiproxy,
 )
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES, ProxyRef, StackEndpoints
 from chaoskit.stack.state import (
@@ -166,7 +169,7 @@ class LocalStack:
 
     def up(self, *, progress: ProgressCallback | None = None) -> StackEndpoints:
         """Start Toxiproxy, its proxies and every service; wait until all answer."""
-        report = progress or _no_progress
+        report = progress or no_progress
         existing = read_state(self.state_dir)
         if existing is not None and existing.kind != self.kind:
             raise StackAlreadyRunning(
@@ -303,15 +306,9 @@ class LocalStack:
         toxiproxy = state.process("toxiproxy")
         toxiproxy_alive = toxiproxy is not None and toxiproxy.is_alive()
         toxiproxy_health: Health = "down"
-        proxies = {}
+        proxies: dict[str, Proxy] = {}
         if toxiproxy_alive:
-            try:
-                with ToxiproxyClient(state.toxiproxy_url, read_timeout_s=2.0) as client:
-                    proxies = client.proxies()
-                toxiproxy_health = "ok"
-            except ChaoskitError as exc:
-                toxiproxy_health = "unhealthy"
-                problems.append(str(exc))
+            toxiproxy_health, proxies = probe_toxiproxy(state.toxiproxy_url, problems)
         else:
             problems.append("toxiproxy-server is not running")
         rows: list[ServiceStatus] = []
@@ -319,7 +316,7 @@ class LocalStack:
             for service in SERVICES:
                 record = state.process(service)
                 alive = record is not None and record.is_alive()
-                health = _health(http, state.services[service], service) if alive else "down"
+                health = http_health(http, state.services[service], service) if alive else "down"
                 if not alive:
                     problems.append(f"{service} is not running")
                 proxy = proxies.get(service)
@@ -444,7 +441,7 @@ class LocalStack:
                             f"service {record.name} exited during start; last lines of "
                             f"{record.log}:\n{_log_tail(Path(record.log))}"
                         )
-                    if _health(http, state.services[record.name], record.name) == "ok":
+                    if http_health(http, state.services[record.name], record.name) == "ok":
                         pending.remove(record)
                         report(StartupUpdate(record.name, "ready", state.services[record.name]))
                 if pending and time.monotonic() > deadline:
@@ -457,24 +454,3 @@ class LocalStack:
                     )
                 if pending:
                     time.sleep(0.1)
-
-
-def _health(http: httpx.Client, base_url: str, service: str) -> Health:
-    """ "ok" when the service answers /healthz as itself, "unhealthy" for a wrong answer."""
-    try:
-        response = http.get(f"{base_url}/healthz")
-    except httpx.HTTPError:
-        return "down"
-    if response.status_code != 200:
-        return "unhealthy"
-    try:
-        body = response.json()
-    except ValueError:
-        return "unhealthy"
-    if isinstance(body, dict) and body.get("service", service) == service:
-        return "ok"
-    return "unhealthy"
-
-
-def _no_progress(update: StartupUpdate) -> None:
-    """Progress goes nowhere unless the caller asks for it."""
