@@ -18,12 +18,12 @@ def test_show_prints_verdict_metrics_checks_faults_and_audit(run_folder: Path) -
     out = result.output
     assert "VIOLATED" in out and "festival-surge" in out
     assert "fulfilment_rate" in out and "86.8%" in out
-    assert "intents fulfilled / intents finished" in out  # descriptions from the registry
+    assert "share of intents fulfilled" in out  # descriptions from the registry
     assert "violated" in out and "stores-slow" in out
     assert "lost_orders" in out and "o-000101" in out
     narrow = runner.invoke(app, ["report", "show", str(run_folder)], env={"COLUMNS": "80"})
     assert "definitions below" in narrow.output  # descriptions move under the table
-    assert "fulfilment_rate: intents fulfilled / intents finished" in narrow.output
+    assert "fulfilment_rate: share of intents fulfilled" in narrow.output
     assert max(len(line) for line in narrow.output.splitlines()) <= 80
 
 
