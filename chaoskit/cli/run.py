@@ -20,6 +20,7 @@ from chaoskit.report.rundir import make_run_dir
 from chaoskit.run.cleanup import cleanup as run_cleanup
 from chaoskit.run.runner import Runner, RunSettings
 from chaoskit.stack.backend import open_backend
+from chaoskit.stack.progress import RichStartupProgress
 from chaoskit.stack.state import chaoskit_home
 from chaoskit.stack.target import load_target
 
@@ -93,7 +94,8 @@ def run(
     started_here = False
     if not backend.is_up():
         console.print(f"[dim]no {stack_target.kind} stack is up: starting one for this run[/]")
-        backend.up(progress=None)
+        with RichStartupProgress(err_console) as progress:
+            backend.up(progress=progress)
         started_here = True
     try:
         endpoints = backend.endpoints()
@@ -134,7 +136,10 @@ def run(
         def on_signal(signum: int, frame: FrameType | None) -> None:
             runner.request_stop("interrupted")
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # SIGHUP too: a closed terminal must not leave faults behind.
+        previous = {
+            s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
         try:
             if live is not None:
                 live.start()

@@ -117,13 +117,17 @@ def _status_table(stack_status: StackStatus) -> Table:
     table = Table(
         title=f"stack {stack_status.name} ({stack_status.kind}): {state}", title_justify="left"
     )
-    for column in ("service", "port", "health", "pid", "proxy", "active toxics"):
+    # Docker rows also carry their container's name, state and restart count.
+    containers = any(hasattr(row, "container") for row in stack_status.services)
+    where = ("container", "state", "restarts") if containers else ("pid",)
+    for column in ("service", "port", "health", *where, "proxy", "active toxics"):
         table.add_column(column)
     table.add_row(
         "toxiproxy",
         stack_status.toxiproxy_url.rsplit(":", 1)[-1],
         _health(stack_status.toxiproxy_health),
-        str(stack_status.toxiproxy_pid or "-"),
+        *(["-"] * (len(where) - 1)),
+        str(stack_status.toxiproxy_pid or "-") if not containers else "-",
         "-",
         "-",
     )
@@ -131,11 +135,19 @@ def _status_table(stack_status: StackStatus) -> Table:
         proxy = row.proxy or "-"
         if row.proxy and row.proxy_enabled is False:
             proxy += " [red](disabled)[/]"
+        if containers:
+            place = [
+                str(getattr(row, "container", "-")),
+                str(getattr(row, "state", "-")),
+                str(getattr(row, "restarts", "-")),
+            ]
+        else:
+            place = [str(row.pid or "-")]
         table.add_row(
             row.service,
             str(row.port),
             _health(row.health),
-            str(row.pid or "-"),
+            *place,
             proxy,
             ", ".join(row.active_toxics) or "-",
         )

@@ -101,6 +101,7 @@ class LoadGenerator:
         self._local_users: list[int] = []
         # Header values may name environment variables (${TOKEN}): expanded here, in the
         # engine's own environment, so secrets are never written to the spec or the journal.
+        self._fields = spec.intent_format == "fields"
         self._headers = {
             "Content-Type": "application/json",
             **{name: expand_env(value) for name, value in spec.headers.items()},
@@ -268,7 +269,7 @@ class LoadGenerator:
             "POST",
             self.spec.orders_path,
             name=self.spec.orders_path,
-            data=intent.body(order_id),
+            data=intent.body(order_id, fields=self._fields),
             headers=self._headers,
         )
         latency_ms = (time.perf_counter() - began) * 1000.0

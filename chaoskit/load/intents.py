@@ -53,14 +53,24 @@ class Intent:
     intent_id: str
     user_id: str
     text: str
+    item: str = ""
+    spec: str = ""
+    deadline_min: int = 0
+    place: str = ""
 
-    def body(self, order_id: str) -> str:
-        """The gateway's POST /orders body for one attempt."""
+    def body(self, order_id: str, *, fields: bool = False) -> str:
+        """The gateway's POST /orders body for one attempt: free text, or structured fields."""
         # Built by hand: this runs once per request, and json.dumps of a dict costs more.
-        return (
+        head = (
             f'{{"intent_id":{json_string(self.intent_id)},"order_id":{json_string(order_id)},'
-            f'"user_id":{json_string(self.user_id)},"text":{json_string(self.text)}}}'
+            f'"user_id":{json_string(self.user_id)},'
         )
+        if fields:
+            return (
+                f'{head}"item":{json_string(self.item)},"spec":{json_string(self.spec)},'
+                f'"deadline_min":{self.deadline_min},"place":{json_string(self.place)}}}'
+            )
+        return f'{head}"text":{json_string(self.text)}}}'
 
 
 def json_string(text: str) -> str:
@@ -97,6 +107,10 @@ def make_intent(seed: int, key: str, *, run_id: str, user: str | None = None) ->
             f"help me buy a {specs[spec_no]} {item} within {DEADLINES_MIN[deadline_no]} min"
             f" to {PLACES[place_no]}"
         ),
+        item=item,
+        spec=specs[spec_no],
+        deadline_min=DEADLINES_MIN[deadline_no],
+        place=PLACES[place_no],
     )
 
 

@@ -77,6 +77,9 @@ class LoadSpec(_Model):
     stop_on_worker_loss: bool = False
     arrivals: Literal["uniform", "poisson"] = "uniform"  # open model spacing
     orders_path: str = "/orders"
+    # text: {"text": "help me buy ..."}; fields: {item, spec, deadline_min, place} (attach targets
+    # whose order API takes structured intents).
+    intent_format: Literal["text", "fields"] = "text"
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

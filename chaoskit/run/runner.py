@@ -448,6 +448,9 @@ class Runner:
             master_port=self.settings.master_port,
             max_inflight=load.max_inflight,
             orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
+            intent_format="fields"
+            if getattr(self.endpoints, "intent_format", "text") == "fields"
+            else "text",
             caps=Caps.model_validate(self.settings.caps),
         )
 

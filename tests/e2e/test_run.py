@@ -125,7 +125,9 @@ faults:
 """
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_a_signal_mid_run_rolls_back_and_exits_3(
     clean_stack: RunStack, tmp_path: Path, signum: signal.Signals
 ) -> None:

@@ -146,3 +146,21 @@ def test_tally_deltas_reset_and_merge() -> None:
     assert latency.get_total_count() == 5 and latency.get_min_value() == 1
     assert HdrHistogram.decode(merged["fulfilment_hdr"]).get_total_count() == 1
     assert merge_deltas([])["requests"] == 0
+
+
+def test_structured_intents_carry_the_same_order_as_the_text() -> None:
+    intent = make_intent(7, "o1", run_id="r")
+    body = json.loads(intent.body("r-o1.0", fields=True))
+    assert set(body) == {
+        "intent_id",
+        "order_id",
+        "user_id",
+        "item",
+        "spec",
+        "deadline_min",
+        "place",
+    }
+    assert body["item"] in intent.text and body["spec"] in intent.text
+    assert f"within {body['deadline_min']} min" in intent.text
+    assert intent.text.endswith(f"to {body['place']}")
+    assert "text" not in body and "text" in json.loads(intent.body("r-o1.0"))
