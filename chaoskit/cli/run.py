@@ -43,6 +43,11 @@ def run(
     master_port: int = typer.Option(
         5557, "--master-port", min=1, max=65535, help="Port the Locust master listens on."
     ),
+    stop_on_worker_loss: bool = typer.Option(
+        False,
+        "--stop-on-worker-loss",
+        help="End the run (status error) when a load worker is lost; default: go on, reported.",
+    ),
     dashboard: bool = typer.Option(
         True, "--dashboard/--no-dashboard", help="Live dashboard (off: a plain progress line)."
     ),
@@ -128,6 +133,7 @@ def run(
                 workers=expect_workers or workers,
                 expect_workers=expect_workers > 0,
                 master_port=master_port,
+                stop_on_worker_loss=stop_on_worker_loss,
                 **settings,
             ),
             handlers=handlers,

@@ -63,6 +63,7 @@ class RunSettings:
     workers: int = 0
     expect_workers: bool = False
     master_port: int = 5557
+    stop_on_worker_loss: bool = False
     drain_timeout_s: float = 20.0
     caps: dict[str, float] = field(default_factory=dict)
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
@@ -299,6 +300,9 @@ class Runner:
                     self.aggregator.add_tick(tick)
                 elif kind == "worker_lost":
                     self._emit("worker_lost", {"worker": tick.get("worker")})
+                    if self.settings.stop_on_worker_loss:
+                        self._errors.append(f"load worker {tick.get('worker')} was lost")
+                        return "error"
                 elif kind == "error":
                     raise EnvironmentProblem(f"load engine: {tick.get('message')}")
                 elif kind == "done":
@@ -446,6 +450,7 @@ class Runner:
             workers=self.settings.workers,
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
+            stop_on_worker_loss=self.settings.stop_on_worker_loss,
             max_inflight=load.max_inflight,
             orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
             intent_format="fields"
