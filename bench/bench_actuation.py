@@ -85,7 +85,6 @@ def actuation(stack_home: Path, endpoints: Any, faults: int) -> dict[str, Any]:
         ),
         emit=events.append,
         clock=lambda: time.monotonic() - t0,
-        load_end=1e9,
     )
     timeline.start()
     deadline = time.monotonic() + 0.5 + faults * 0.25 + 2.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from chaoskit.events import Event
@@ -70,7 +70,6 @@ class FaultState:
     trigger_since: float | None = None
     level: float = 0.0
     last_ramp: float = 0.0
-    removal_requested_at: float | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
         """The fault's line in summary.json."""
@@ -105,13 +104,11 @@ class FaultTimeline:
         make_actuator: Callable[[FaultSpec], Actuator],
         emit: Callable[[Event], None],
         clock: Callable[[], float],
-        load_end: float,
         tick_s: float = 0.01,
     ) -> None:
         self._make = make_actuator
         self._emit = emit
         self._clock = clock
-        self._load_end = load_end
         self._tick_s = tick_s
         self._lock = threading.RLock()
         self._stopped = threading.Event()
@@ -121,7 +118,7 @@ class FaultTimeline:
             FaultState(
                 window=w,
                 start=w.start,
-                end=None if w.start is None else _end(w.start, w.duration, load_end),
+                end=None if w.start is None else _end(w.start, w.duration),
                 scheduled_at=w.start,
             )
             for w in windows
@@ -183,7 +180,7 @@ class FaultTimeline:
                     if t - state.trigger_since >= trigger.for_s:
                         state.start = t
                         state.scheduled_at = t
-                        state.end = _end(t, state.window.duration, self._load_end)
+                        state.end = _end(t, state.window.duration)
                 else:
                     state.trigger_since = None
 
@@ -289,7 +286,6 @@ class FaultTimeline:
     def _remove(self, state: FaultState, reason: str) -> str | None:
         spec = state.window.spec
         asked = self._clock()
-        state.removal_requested_at = asked
         error: str | None = None
         for attempt in range(3):
             try:
@@ -327,7 +323,7 @@ class FaultTimeline:
         return None
 
 
-def _end(start: float, duration: float | None, load_end: float) -> float | None:
+def _end(start: float, duration: float | None) -> float | None:
     if duration is None:
         return None  # until stop(), which the runner calls when the load ends
     return start + duration

@@ -180,7 +180,6 @@ class Runner:
             ),
             emit=self.bus.emit,
             clock=self.clock,
-            load_end=self.plan.duration_s,
         )
         status: Status = "completed"
         load: LoadProcess | None = None

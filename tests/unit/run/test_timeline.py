@@ -88,7 +88,6 @@ def make(
         make_actuator=lambda spec: Recorder(log, spec.name, **recorder_kw),  # type: ignore[arg-type]
         emit=events.append,
         clock=clock,
-        load_end=60.0,
         tick_s=0.002,
     )
 
