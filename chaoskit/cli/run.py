@@ -43,6 +43,12 @@ def run(
     master_port: int = typer.Option(
         5557, "--master-port", min=1, max=65535, help="Port the Locust master listens on."
     ),
+    master_bind: str = typer.Option(
+        "127.0.0.1",
+        "--master-bind",
+        help="Address the Locust master listens on; e.g. 0.0.0.0 so other machines' workers "
+        "(--expect-workers) can join. Loopback by default.",
+    ),
     stop_on_worker_loss: bool = typer.Option(
         False,
         "--stop-on-worker-loss",
@@ -134,6 +140,7 @@ def run(
                 expect_workers=expect_workers > 0,
                 master_port=master_port,
                 stop_on_worker_loss=stop_on_worker_loss,
+                master_bind=master_bind,
                 **settings,
             ),
             handlers=handlers,

@@ -79,7 +79,7 @@ def run_master(spec: LoadSpec, stop: StopSignal) -> int:
     clock = Clock(spec.t0)
     port = spec.master_port or _free_port()
     environment = Environment(user_classes=[])
-    master: MasterRunner = environment.create_master_runner("127.0.0.1", port)
+    master: MasterRunner = environment.create_master_runner(spec.master_bind, port)
     merger = _Merger()
     master.register_message(_DELTA_MSG, merger.on_delta)
     master.register_message(_FINAL_MSG, merger.on_final)

@@ -73,6 +73,8 @@ class LoadSpec(_Model):
     base_dir: str | None = None  # where relative shape paths (replay CSV, custom class) live
     allowed_hosts: list[str] = Field(default_factory=list)  # gateway hosts besides localhost
     expect_workers: bool = False  # workers join from elsewhere; the master spawns none
+    # Where the master listens: loopback unless workers on other machines must reach it.
+    master_bind: str = "127.0.0.1"
     expect_workers_timeout_s: float = Field(default=60.0, gt=0)
     stop_on_worker_loss: bool = False
     arrivals: Literal["uniform", "poisson"] = "uniform"  # open model spacing

@@ -64,6 +64,7 @@ class RunSettings:
     expect_workers: bool = False
     master_port: int = 5557
     stop_on_worker_loss: bool = False
+    master_bind: str = "127.0.0.1"
     drain_timeout_s: float = 20.0
     caps: dict[str, float] = field(default_factory=dict)
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
@@ -450,6 +451,7 @@ class Runner:
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
             stop_on_worker_loss=self.settings.stop_on_worker_loss,
+            master_bind=self.settings.master_bind,
             max_inflight=load.max_inflight,
             orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
             intent_format="fields"

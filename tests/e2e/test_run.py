@@ -269,3 +269,33 @@ def test_two_workers_run_the_same_shape_with_merged_metrics(
     assert data["metrics"]["intents"] == pytest.approx(160, abs=4)
     assert data["metrics"]["orders"] == pytest.approx(data["metrics"]["intents"], abs=4)
     assert data["audit"]["status"] == "passed"
+
+
+def test_a_worker_started_separately_joins_an_expecting_master(
+    clean_stack: RunStack, tmp_path: Path
+) -> None:
+    experiment = clean_stack.experiment(tmp_path, "joined", WORKERS)
+    reports = tmp_path / "reports"
+    driver = clean_stack.popen(
+        "run",
+        str(experiment),
+        "--no-dashboard",
+        "--expect-workers",
+        "1",
+        "--master-port",
+        "19958",
+        "--reports-dir",
+        str(reports),
+    )
+    try:
+        time.sleep(1.0)
+        joined = clean_stack.run("worker", "--master", "127.0.0.1:19958", timeout=60)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    out, err = driver.communicate()
+    assert driver.returncode == 0, out + err
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    data = summary(only_run_dir(reports))
+    assert data["metrics"]["intents"] == pytest.approx(160, abs=4)
