@@ -62,12 +62,15 @@ def actuation(stack_home: Path, endpoints: Any, faults: int) -> dict[str, Any]:
     for i in range(faults):
         start = 0.5 + i * 0.25
         if i % 4 == 3:
-            spec = FaultSpec(name=f"riders{i}", kind="riders", params={"available": 50 + i})
+            spec = FaultSpec(
+                name=f"riders{i}", kind="riders", target="rider", params={"available": 50 + i}
+            )
         else:
             dep = DEPENDENCIES[i % len(DEPENDENCIES)]
             spec = FaultSpec(
                 name=f"lat{i}",
                 kind="latency",
+                target=dep,
                 params={"dependency": dep, "latency": 0.01, "jitter": 0.0},
             )
         windows.append(FaultWindowSpec(spec=spec, start=start, duration=0.2))

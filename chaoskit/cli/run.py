@@ -102,6 +102,8 @@ def run(
         render_plan(plan, experiment, console, source=str(experiment_file))
         console.print("dry run: nothing was touched")
         raise typer.Exit(0)
+    # The run folder first: a bad --reports-dir must not cost a stack start.
+    run_dir = make_run_dir(reports_dir or Path(experiment.report.dir), experiment.name)
     started_here = False
     if not backend.is_up():
         console.print(f"[dim]no {stack_target.kind} stack is up: starting one for this run[/]")
@@ -110,8 +112,6 @@ def run(
         started_here = True
     try:
         endpoints = backend.endpoints()
-        base = reports_dir or Path(experiment.report.dir)
-        run_dir = make_run_dir(base, experiment.name)
         handlers: list[EventHandler] = []
         live: Any = None
         if dashboard and console.is_terminal:

@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from chaoskit.errors import ChaoskitError, FaultNotApplied
+from chaoskit.experiment.models import (
+    CONTAINER_FAULT_KINDS,
+    DOMAIN_FAULT_KINDS,
+    NETWORK_FAULT_KINDS,
+)
 from chaoskit.faults.domain import AdminClient, domain_change
 from chaoskit.faults.toxiproxy import Stream, Toxic, ToxiproxyClient, toxic_name
 from chaoskit.run.registry import LiveRecord
@@ -25,10 +30,6 @@ __all__ = [
     "make_actuator",
 ]
 
-NETWORK_KINDS = ("latency", "bandwidth", "timeout", "reset_peer", "slicer", "limit_data", "down")
-DOMAIN_KINDS = ("riders", "store_capacity", "store_pause", "coupon_lag", "db_pool", "http_errors")
-CONTAINER_KINDS = ("container_pause", "container_stop", "container_kill", "cpu_limit")
-
 
 @dataclass(frozen=True, slots=True)
 class FaultSpec:
@@ -36,22 +37,8 @@ class FaultSpec:
 
     name: str
     kind: str
+    target: str = ""  # the dependency or service it hits (the experiment model says which)
     params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def target(self) -> str:
-        """The dependency, service or container the fault hits."""
-        if self.kind in NETWORK_KINDS:
-            return str(self.params.get("dependency", ""))
-        if self.kind in CONTAINER_KINDS or self.kind == "http_errors":
-            return str(self.params.get("service", ""))
-        return {
-            "riders": "rider",
-            "store_capacity": "store",
-            "store_pause": "store",
-            "coupon_lag": "coupon",
-            "db_pool": "coupon",
-        }.get(self.kind, "")
 
 
 class Actuator(Protocol):
@@ -274,12 +261,12 @@ def make_actuator(
     client_for: Any,
 ) -> Actuator:
     """The actuator for ``spec``'s kind on this target."""
-    if spec.kind in NETWORK_KINDS:
+    if spec.kind in NETWORK_FAULT_KINDS:
         return NetworkActuator(
             spec=spec, run_id=run_id, endpoints=endpoints, record=record, client_for=client_for
         )
-    if spec.kind in DOMAIN_KINDS:
+    if spec.kind in DOMAIN_FAULT_KINDS:
         return DomainActuator(spec=spec, admin=admin, services=endpoints.services, record=record)
-    if spec.kind in CONTAINER_KINDS:
+    if spec.kind in CONTAINER_FAULT_KINDS:
         return ContainerActuator(spec=spec, endpoints=endpoints, record=record)
     raise FaultNotApplied(f"unknown fault kind {spec.kind!r}")

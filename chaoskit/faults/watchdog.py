@@ -30,7 +30,8 @@ from types import FrameType
 from typing import IO
 
 from chaoskit.run.cleanup import CleanupReport, cleanup
-from chaoskit.run.registry import RunRecord, pid_alive
+from chaoskit.run.registry import RunRecord
+from chaoskit.stack.state import same_process_alive
 
 __all__ = ["Watchdog", "main"]
 
@@ -158,7 +159,7 @@ class _Watch:
                 if hung_driver is None:
                     self.say("run record gone: the run ended; exiting")
                     return 0
-                if not pid_alive(*hung_driver):
+                if not same_process_alive(*hung_driver):
                     self.say("driver gone and nothing left to undo; exiting")
                     return 0
             if record is not None and time.monotonic() >= retry_at:

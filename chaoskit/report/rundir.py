@@ -30,15 +30,18 @@ def make_run_dir(base: Path, name: str) -> Path:
     slug = _SLUG.sub("-", name).strip("-.") or "run"
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(base)
-    base.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1000):
-        suffix = "" if attempt == 0 else f"-{attempt + 1}"
-        path = base / f"{stamp}-{slug}{suffix}"
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            suffix = "" if attempt == 0 else f"-{attempt + 1}"
+            path = base / f"{stamp}-{slug}{suffix}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
+    except OSError as exc:
+        raise InputError(f"{base}: cannot create the run folder: {exc.strerror or exc}") from exc
     raise InputError(f"{base}: cannot make a unique run folder for {name!r}")
 
 

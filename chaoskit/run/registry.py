@@ -15,15 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chaoskit.stack.state import process_start_time
+from chaoskit.stack.state import process_start_time, same_process_alive
 
-__all__ = ["LiveRecord", "RunRecord", "RunRegistry", "pid_alive"]
-
-
-def pid_alive(pid: int, start_time: int | None) -> bool:
-    """Whether the very process that wrote a record is still running (not a reused pid)."""
-    current = process_start_time(pid)
-    return current is not None and (start_time is None or current == start_time)
+__all__ = ["LiveRecord", "RunRecord", "RunRegistry"]
 
 
 @dataclass
@@ -72,7 +66,7 @@ class RunRecord:
 
     def alive(self) -> bool:
         """Whether the run that owns this record is still running."""
-        return pid_alive(self.pid, self.pid_start)
+        return same_process_alive(self.pid, self.pid_start)
 
 
 class RunRegistry:

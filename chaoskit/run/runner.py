@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import platform
 import secrets
 import threading
@@ -346,7 +347,13 @@ class Runner:
                 return "completed" if load.returncode == 0 else "error"
 
     def _live_checks(self, thresholds: list[Threshold], t: float) -> None:
-        """Each hypothesis on the current phase so far: what the verdict would be now."""
+        """Each hypothesis on the current phase so far: what the verdict would be now.
+
+        The open-ended window (start, inf) matches the current phase's merged histograms and
+        the whole run matches ``overall()``: both cheap however long the run has gone on,
+        where an arbitrary (start, t] would merge every second's histogram again each time.
+        """
+        overall = self.aggregator.overall() if thresholds else {}
         for threshold in thresholds:
             if threshold.phase not in ("all", "overall", self._phase):
                 continue
@@ -354,7 +361,11 @@ class Runner:
             start = 0.0 if phase == "overall" else self._phase_started
             if t - start < 1.0:
                 continue
-            value = self.aggregator.window(threshold.metric, start, t)
+            value = (
+                overall.get(threshold.metric)
+                if phase == "overall"
+                else self.aggregator.window(threshold.metric, start, math.inf)
+            )
             self._emit(
                 "check",
                 {
@@ -413,11 +424,14 @@ class Runner:
                     below=fault.when.below,
                     for_s=fault.when.for_,
                 )
-            params = {"dependency" if fault.family == "network" else "service": fault.target}
-            params.update(fault.params())
             windows.append(
                 FaultWindowSpec(
-                    spec=FaultSpec(name=fault.name, kind=fault.kind, params=params),
+                    spec=FaultSpec(
+                        name=fault.name,
+                        kind=fault.kind,
+                        target=fault.target,
+                        params=fault.params(),
+                    ),
                     start=None if trigger is not None else float(fault.at),
                     duration=fault.for_,
                     ramp=fault.ramp,

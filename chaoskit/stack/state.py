@@ -65,6 +65,12 @@ def process_start_time(pid: int) -> int | None:
         return None
 
 
+def same_process_alive(pid: int, start_time: int | None) -> bool:
+    """Whether the very process ``pid`` started at ``start_time`` runs (not a reused pid)."""
+    current = process_start_time(pid)
+    return current is not None and (start_time is None or current == start_time)
+
+
 @dataclass(slots=True, kw_only=True)
 class ProcessRecord:
     """One process the stack started."""
@@ -79,10 +85,7 @@ class ProcessRecord:
 
     def is_alive(self) -> bool:
         """True when this very process (same pid and start time) is still running."""
-        current = process_start_time(self.pid)
-        if current is None:
-            return False
-        return self.start_time is None or current == self.start_time
+        return same_process_alive(self.pid, self.start_time)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ProcessRecord:

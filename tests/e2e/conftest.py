@@ -55,6 +55,20 @@ class RunStack:
         path.write_text(f"version: 1\nname: {name}\ntarget: {self.target_file}\nseed: 3\n" + body)
         return path
 
+    def play(
+        self, experiment: Path, reports: Path, *flags: str
+    ) -> subprocess.CompletedProcess[str]:
+        """`chaoskit run EXPERIMENT` to its end (progress lines, reports under ``reports``)."""
+        return self.run(
+            "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports), *flags
+        )
+
+    def start(self, experiment: Path, reports: Path, *flags: str) -> subprocess.Popen[str]:
+        """`chaoskit run EXPERIMENT` in the background (for signals and kills)."""
+        return self.popen(
+            "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports), *flags
+        )
+
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [*chaoskit_command(), *args],

@@ -67,9 +67,7 @@ report: {formats: [json, md, junit]}
 def test_a_short_run_holds_and_cleans_up(clean_stack: RunStack, tmp_path: Path) -> None:
     experiment = clean_stack.experiment(tmp_path, "short", SHORT)
     reports = tmp_path / "reports"
-    result = clean_stack.run(
-        "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports)
-    )
+    result = clean_stack.play(experiment, reports)
     assert result.returncode == 0, result.stdout + result.stderr
     run_dir = only_run_dir(reports)
     data = summary(run_dir)
@@ -104,9 +102,7 @@ def test_a_guardrail_aborts_with_exit_3_and_leaves_nothing(
     experiment = clean_stack.experiment(tmp_path, "guard", GUARDRAIL)
     reports = tmp_path / "reports"
     started = time.monotonic()
-    result = clean_stack.run(
-        "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports)
-    )
+    result = clean_stack.play(experiment, reports)
     assert result.returncode == 3, result.stdout + result.stderr
     assert time.monotonic() - started < 25  # stopped well before the 30 s of load
     data = summary(only_run_dir(reports))
@@ -134,9 +130,7 @@ def test_a_signal_mid_run_rolls_back_and_exits_3(
     riders_before = clean_stack.admin("rider")["riders"]
     experiment = clean_stack.experiment(tmp_path, "signal", LONG)
     reports = tmp_path / "reports"
-    proc = clean_stack.popen(
-        "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports)
-    )
+    proc = clean_stack.start(experiment, reports)
     try:
         wait_for_fault(clean_stack)
         assert clean_stack.admin("rider")["riders"] == 7
@@ -161,9 +155,7 @@ def test_cleanup_after_sigkill_removes_only_chaoskit_leftovers(
 ) -> None:
     riders_before = clean_stack.admin("rider")["riders"]
     experiment = clean_stack.experiment(tmp_path, "killed", LONG)
-    proc = clean_stack.popen(
-        "run", str(experiment), "--no-dashboard", "--reports-dir", str(tmp_path / "reports")
-    )
+    proc = clean_stack.start(experiment, tmp_path / "reports")
     try:
         wait_for_fault(clean_stack)
         with clean_stack.toxiproxy() as client:
@@ -216,9 +208,7 @@ def test_decoupled_coupons_keep_fulfilment_and_turn_failures_into_delay(
     for mode in ("sync", "async"):
         experiment = clean_stack.experiment(tmp_path, f"coupon-{mode}", coupon_experiment(mode))
         reports = tmp_path / f"reports-{mode}"
-        outcome = clean_stack.run(
-            "run", str(experiment), "--no-dashboard", "--reports-dir", str(reports)
-        )
+        outcome = clean_stack.play(experiment, reports)
         results[mode] = (outcome.returncode, summary(only_run_dir(reports)))
     (sync_code, coupled), (async_code, decoupled) = results["sync"], results["async"]
     assert toxics_on(clean_stack) == {}
@@ -251,16 +241,13 @@ def test_two_workers_run_the_same_shape_with_merged_metrics(
 ) -> None:
     experiment = clean_stack.experiment(tmp_path, "workers", WORKERS)
     reports = tmp_path / "reports"
-    result = clean_stack.run(
-        "run",
-        str(experiment),
-        "--no-dashboard",
+    result = clean_stack.play(
+        experiment,
+        reports,
         "--workers",
         "2",
         "--master-port",
         "19957",
-        "--reports-dir",
-        str(reports),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     data = summary(only_run_dir(reports))
@@ -276,16 +263,13 @@ def test_a_worker_started_separately_joins_an_expecting_master(
 ) -> None:
     experiment = clean_stack.experiment(tmp_path, "joined", WORKERS)
     reports = tmp_path / "reports"
-    driver = clean_stack.popen(
-        "run",
-        str(experiment),
-        "--no-dashboard",
+    driver = clean_stack.start(
+        experiment,
+        reports,
         "--expect-workers",
         "1",
         "--master-port",
         "19958",
-        "--reports-dir",
-        str(reports),
     )
     try:
         time.sleep(1.0)
