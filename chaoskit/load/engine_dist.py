@@ -141,6 +141,17 @@ def _drive(
         master.send_message(
             _SPEC_MSG, {"spec": payload, "index": index, "count": len(assigned)}, client_id
         )
+    late = clock.now()
+    if late > 0.5:
+        # The shape clock started without them: say what was not sent, never hide it.
+        emit(
+            {
+                "type": "log",
+                "level": "warning",
+                "message": f"load workers joined {late:.1f} s after the shape clock started: "
+                f"the first {late:.1f} s of load were not sent",
+            }
+        )
     lost: set[str] = set()
 
     def check_lost() -> bool:

@@ -304,6 +304,9 @@ class Runner:
                     if self.settings.stop_on_worker_loss:
                         self._errors.append(f"load worker {tick.get('worker')} was lost")
                         return "error"
+                elif kind == "log":
+                    self._emit("log", {"level": tick.get("level"), "message": tick.get("message")})
+                    self._errors.append(str(tick.get("message")))
                 elif kind == "error":
                     raise EnvironmentProblem(f"load engine: {tick.get('message')}")
                 elif kind == "done":
