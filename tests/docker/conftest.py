@@ -7,6 +7,8 @@ written to a temporary folder, and takes it down at the end.
 
 from __future__ import annotations
 
+import os
+
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +24,7 @@ from chaoskit.stack.engine import connect
 from chaoskit.stack.images import ImageBuilder, ImageOutcome, image_names
 from chaoskit.stack.target import DockerTarget, load_target
 
-BASE_PORT = 19700
+BASE_PORT = 19700 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))  # parallel checkouts: shift
 STACK_NAME = "dtest"
 ORDER_TEXT = "help me buy a no-ice Boya Juexian within 15 min to the office"
 

@@ -6,6 +6,8 @@ and that no toxic and no changed setting outlives the run.
 
 from __future__ import annotations
 
+import os
+
 import json
 import signal
 import time
@@ -247,7 +249,7 @@ def test_two_workers_run_the_same_shape_with_merged_metrics(
         "--workers",
         "2",
         "--master-port",
-        "19957",
+        str(19957 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     data = summary(only_run_dir(reports))
@@ -269,7 +271,7 @@ def test_a_worker_started_separately_joins_an_expecting_master(
         "--expect-workers",
         "1",
         "--master-port",
-        "19958",
+        str(19958 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))),
     )
     try:
         time.sleep(1.0)
