@@ -14,11 +14,13 @@ from chaoskit.cli._app import app, console, err_console
 from chaoskit.errors import InputError
 from chaoskit.events import EventHandler
 from chaoskit.experiment.loader import load_experiment
+from chaoskit.load.limits import check_load_limits
 from chaoskit.plan import build_plan
 from chaoskit.report import write_reports
 from chaoskit.report.rundir import make_run_dir
 from chaoskit.run.cleanup import cleanup as run_cleanup
-from chaoskit.run.runner import Runner, RunSettings
+from chaoskit.run.lock import RunLock
+from chaoskit.run.runner import Runner, RunSettings, new_run_id
 from chaoskit.stack.backend import open_backend
 from chaoskit.stack.progress import RichStartupProgress
 from chaoskit.stack.state import chaoskit_home
@@ -73,6 +75,13 @@ def run(
     """Play an experiment: surge, faults, checks; always roll back; exit 0/1/2/3/4."""
     experiment = load_experiment(experiment_file)
     plan = build_plan(experiment)
+    check_load_limits(
+        workers=workers,
+        expect_workers=expect_workers,
+        model=plan.model,
+        peak=plan.peak,
+        unit=plan.unit,
+    )
     target_name = target or experiment.target
     if target is None and target_name not in ("local", "docker"):
         target_name = str((experiment_file.parent / target_name).resolve())
@@ -102,6 +111,69 @@ def run(
         render_plan(plan, experiment, console, source=str(experiment_file))
         console.print("dry run: nothing was touched")
         raise typer.Exit(0)
+    # One run owns the target from here to its end: a second one is refused (exit 4).
+    run_id = new_run_id()
+    lock = RunLock(stack_target.name)
+    lock.acquire(run_id)
+    try:
+        _run_locked(
+            experiment=experiment,
+            plan=plan,
+            stack_target=stack_target,
+            backend=backend,
+            settings=settings,
+            reports_dir=reports_dir,
+            keep_stack=keep_stack,
+            dashboard=dashboard,
+            expect_workers=expect_workers,
+            workers=workers,
+            master_port=master_port,
+            stop_on_worker_loss=stop_on_worker_loss,
+            master_bind=master_bind,
+            run_id=run_id,
+            lock=lock,
+        )
+    finally:
+        lock.release()
+
+
+def _take_over(lock: RunLock, backend: Any, target_name: str) -> None:
+    """A dead run's lock: undo what that run left before this one reads "previous" settings."""
+    previous = lock.previous
+    if previous is None or previous.alive() or not backend.is_up():
+        return
+    report = run_cleanup(
+        state_dir=chaoskit_home(),
+        toxiproxy_urls=list(backend.endpoints().toxiproxy_urls),
+        run_id=previous.run_id,
+        target=target_name,
+    )
+    if not report.nothing_to_do:
+        console.print(
+            f"[yellow]took over the lock of dead {previous.describe()}: undid what it left[/]",
+            highlight=False,
+        )
+
+
+def _run_locked(
+    *,
+    experiment: Any,
+    plan: Any,
+    stack_target: Any,
+    backend: Any,
+    settings: dict[str, Any],
+    reports_dir: Path | None,
+    keep_stack: bool,
+    dashboard: bool,
+    expect_workers: int,
+    workers: int,
+    master_port: int,
+    stop_on_worker_loss: bool,
+    master_bind: str,
+    run_id: str,
+    lock: RunLock,
+) -> None:
+    _take_over(lock, backend, stack_target.name)
     # The run folder first: a bad --reports-dir must not cost a stack start.
     run_dir = make_run_dir(reports_dir or Path(experiment.report.dir), experiment.name)
     started_here = False
@@ -141,9 +213,11 @@ def run(
                 master_port=master_port,
                 stop_on_worker_loss=stop_on_worker_loss,
                 master_bind=master_bind,
+                lock=lock,
                 **settings,
             ),
             handlers=handlers,
+            run_id=run_id,
         )
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -194,7 +268,8 @@ def run(
         console.print(f"  {path}", highlight=False)
     for fmt, reason in written.errors.items():
         err_console.print(f"[red]error:[/] {fmt} report: {reason}", highlight=False)
-    raise typer.Exit(outcome.exit_code)
+    # A report that could not be written is an environment problem, whatever the verdict.
+    raise typer.Exit(4 if written.errors else outcome.exit_code)
 
 
 def _plain(model: Any) -> dict[str, Any]:

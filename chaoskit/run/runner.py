@@ -37,6 +37,8 @@ from chaoskit.observe.sampler import StatsSampler
 from chaoskit.plan import Plan
 from chaoskit.report.summary import JournalWriter, Summary, SummaryWriter
 from chaoskit.run.checks import CheckResult, GuardrailWatch, Threshold, judge
+from chaoskit.run.health import EnvironmentWatch
+from chaoskit.run.lock import RunLock
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.settings import stack_settings
 from chaoskit.stack.endpoints import StackEndpoints
@@ -71,6 +73,9 @@ class RunSettings:
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
     # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
     watchdog_ttl_s: float | None = None
+    # The lock that makes this run the target's only one (taken by the caller before it
+    # touched anything); the run watches it for a `chaoskit down --force` stop request.
+    lock: RunLock | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +144,8 @@ class Runner:
 
     def _handler_failed(self, handler: object, exc: BaseException) -> None:
         message = f"{type(handler).__name__} failed and was detached from the run: {exc}"
+        if handler is self.journal:
+            self._report_failed = True  # the run's record is incomplete: never a clean verdict
         self._errors.append(message)
         # The journal itself failing must not stop the run either.
         with contextlib.suppress(Exception):
@@ -209,6 +216,7 @@ class Runner:
                     clock=self.clock,
                 )
                 sampler.start()
+            self._env = self._environment_watch(sampler, timeline)
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
             timeline.start()
@@ -216,6 +224,9 @@ class Runner:
         except ChaoskitError as exc:
             status = "error"
             self._errors.append(str(exc))
+        except OSError as exc:  # the reports folder (or the state folder) cannot be written
+            status = "error"
+            self._errors.append(_os_error(exc))
         except Exception as exc:  # an unexpected failure still ends in rollback and a summary
             status = "error"
             self._errors.append(f"{type(exc).__name__}: {exc}")
@@ -224,12 +235,17 @@ class Runner:
             rollback_errors = timeline.stop(reason=status if status != "completed" else "run ended")
             self._errors.extend(rollback_errors)
             self._restore_stack(admin, record, restored_settings)
+            if self._env is not None:
+                self._env.stop()
+            if rollback_errors or self._restore_failed:
+                # What the run left applied is unknown: never a verdict on that.
+                status = "error"
             if load is not None:
                 load.stop()
                 self._drain_ticks(load)
-                if load.returncode not in (0, None) and status == "completed":
+                if load.returncode not in (0, None) and (status == "completed" or not self._errors):
                     status = "error"
-                    self._errors.append(f"load engine failed: {load.stderr_tail()}")
+                    self._errors.append(f"load engine failed: {load.failure_reason()}")
             if sampler is not None:
                 sampler.stop()
             if not rollback_errors and not self._restore_failed:
@@ -242,6 +258,8 @@ class Runner:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
                 audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
             except ChaoskitError as exc:
+                # An audit that could not read the ledger judged nothing: an error, not a pass.
+                status = "error"
                 self._errors.append(f"audit: {exc}")
         elif not self.endpoints.services:
             audit = run_audit({}, self.run_dir / "outcomes")
@@ -251,15 +269,98 @@ class Runner:
         for client in clients.values():
             client.close()
         checks = self._final_checks(timeline, audit)
+        status = self._unjudged(status, checks)
+        if self._report_failed:
+            status = "error"
         verdict, exit_code = self._verdict(status, checks, audit)
-        summary = self._write_summary(
-            started_at, status, verdict, timeline, checks, audit, exit_code=exit_code
+        summary = self._final_summary(
+            started_at, status, verdict, timeline, checks, audit, exit_code
         )
+        if self._report_failed and status != "error":
+            status, verdict, exit_code = "error", "error", 4
+            summary.update(status=status, verdict=verdict, exit_code=exit_code)
         self._emit("run_ended", {"status": status, "verdict": verdict, "exit_code": exit_code})
-        self.journal.close()
+        with contextlib.suppress(Exception):
+            self.journal.close()
         return RunOutcome(status, verdict, exit_code, self.run_dir, summary)
 
     _restore_failed = False
+    _report_failed = False
+    _env: EnvironmentWatch | None = None
+
+    def _environment_watch(
+        self, sampler: StatsSampler | None, timeline: FaultTimeline
+    ) -> EnvironmentWatch:
+        """Start watching Toxiproxy, the services and the lock's stop request."""
+
+        def excused() -> set[str]:
+            # A container fault stops its service on purpose.
+            return {
+                s.window.spec.target
+                for s in timeline.active
+                if s.window.spec.kind.startswith("container")
+            }
+
+        lock = self.settings.lock
+        watch = EnvironmentWatch(
+            toxiproxy_urls=self.endpoints.toxiproxy_urls,
+            sampler=sampler,
+            clock=self.clock,
+            stop_requested=None if lock is None else lock.stop_requested,
+            excused=excused,
+        )
+        watch.start()
+        return watch
+
+    def _unjudged(self, status: Status, checks: list[CheckResult]) -> Status:
+        """A hypothesis that could not be judged is never a pass: the run is an error."""
+        if status != "completed":
+            return status
+        unjudged = [c for c in checks if c.kind == "hypothesis" and c.ok is None]
+        for check in unjudged:
+            phase = f" [{check.phase}]" if check.phase else ""
+            self._errors.append(
+                f"hypothesis {check.metric}{phase} could not be judged: {check.note or 'no data'}"
+            )
+        return "error" if unjudged else status
+
+    def _final_summary(
+        self,
+        started_at: datetime,
+        status: Status,
+        verdict: Verdict,
+        timeline: FaultTimeline,
+        checks: list[CheckResult],
+        audit: AuditResult | None,
+        exit_code: int,
+    ) -> dict[str, Any]:
+        """The last summary.json; a folder that cannot take it makes the run an error."""
+        try:
+            return self._write_summary(
+                started_at, status, verdict, timeline, checks, audit, exit_code=exit_code
+            )
+        except OSError as exc:
+            self._report_failed = True
+            message = _os_error(exc)
+            if message not in self._errors:
+                self._errors.append(message)
+            summary = self._summary_dict(started_at, "error", "error", timeline, checks, audit, 4)
+            self._write_in_place(summary)
+            return summary
+
+    def _write_in_place(self, summary: dict[str, Any]) -> None:
+        """A folder that takes no new file may still let summary.json itself be rewritten."""
+        try:
+            text = Summary.model_validate(summary).to_json_text()
+        except Exception:  # the error summary is still worth more than none
+            text = json.dumps(summary, indent=2, default=str)
+        with (
+            contextlib.suppress(OSError),
+            (self.run_dir / "summary.json").open("r+", encoding="utf-8") as handle,
+        ):
+            handle.truncate(0)
+            handle.write(text)
+
     _phase_started = 0.0
     _watchdog: Any = None
 
@@ -341,6 +442,12 @@ class Runner:
             if timeline.failures:
                 self._errors.extend(timeline.failures)
                 return "error"
+            if self._env is not None:
+                failure = self._env.check()
+                if failure is not None:
+                    self._errors.append(f"environment: {failure}")
+                    self._emit("log", {"level": "error", "message": f"environment: {failure}"})
+                    return "error"
             if now - last_summary >= _SUMMARY_EVERY_S:
                 last_summary = now
                 self._write_summary(started_at, "running", None, timeline, [], None)
@@ -623,6 +730,28 @@ class Runner:
         *,
         exit_code: int | None = None,
     ) -> dict[str, Any]:
+        summary = self._summary_dict(
+            started_at, status, verdict, timeline, checks, audit, exit_code
+        )
+        try:
+            self.summary.write(Summary.model_validate(summary))
+        except OSError:
+            raise
+        except Exception as exc:  # a summary that does not fit its schema is still written
+            summary["errors"] = [*summary["errors"], f"summary did not validate: {exc}"]
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        return summary
+
+    def _summary_dict(
+        self,
+        started_at: datetime,
+        status: str,
+        verdict: str | None,
+        timeline: FaultTimeline,
+        checks: list[CheckResult],
+        audit: AuditResult | None,
+        exit_code: int | None,
+    ) -> dict[str, Any]:
         per_phase: dict[str, dict[str, float | None]] = {}
         if status != "running":  # per-phase figures are computed once, at the end
             for phase, span in self._phases(timeline).items():
@@ -674,9 +803,10 @@ class Runner:
         }
         if status == "interrupted":
             summary["abort"] = {"reason": "signal", "t": round(self.clock(), 3)}
-        try:
-            self.summary.write(Summary.model_validate(summary))
-        except Exception as exc:  # a summary that does not fit its schema is still written
-            summary["errors"] = [*summary["errors"], f"summary did not validate: {exc}"]
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
         return summary
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file that could not be written: which file and why."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"reports: cannot write{where}: {exc.strerror or exc}"
