@@ -13,7 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chaoskit.events import Event
+from chaoskit.events import (
+    Event,
+    FaultApplied,
+    FaultFailed,
+    FaultRemoved,
+    FaultRequested,
+    FaultUpdated,
+    LogMessage,
+)
 from chaoskit.faults.actuators import Actuator, FaultSpec
 
 __all__ = ["FaultState", "FaultTimeline", "FaultWindowSpec", "Trigger"]
@@ -217,15 +225,8 @@ class FaultTimeline:
         spec = state.window.spec
         state.requested_at = now
         self._emit(
-            Event(
-                "fault_requested",
-                now,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "target": spec.target,
-                    "params": spec.params,
-                },
+            FaultRequested(
+                t=now, name=spec.name, kind=spec.kind, target=spec.target, params=spec.params
             )
         )
         try:
@@ -237,11 +238,7 @@ class FaultTimeline:
             state.error = str(exc)
             self.failures.append(f"fault {spec.name!r} could not be applied: {exc}")
             self._emit(
-                Event(
-                    "fault_failed",
-                    self._clock(),
-                    {"name": spec.name, "kind": spec.kind, "error": str(exc)},
-                )
+                FaultFailed(t=self._clock(), name=spec.name, kind=spec.kind, error=str(exc))
             )
             return
         confirmed = self._clock()
@@ -251,16 +248,13 @@ class FaultTimeline:
         base = state.scheduled_at if state.scheduled_at is not None else now
         state.apply_lag_ms = (confirmed - base) * 1000.0
         self._emit(
-            Event(
-                "fault_applied",
-                confirmed,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "target": spec.target,
-                    "lag_ms": round(state.apply_lag_ms, 2),
-                    "ends_at": state.end,
-                },
+            FaultApplied(
+                t=confirmed,
+                name=spec.name,
+                kind=spec.kind,
+                target=spec.target,
+                lag_ms=round(state.apply_lag_ms, 2),
+                ends_at=state.end,
             )
         )
 
@@ -271,17 +265,9 @@ class FaultTimeline:
         try:
             state.actuator.update(state.level)
         except Exception as exc:  # a missed ramp step is retried on the next one
-            self._emit(
-                Event("log", now, {"level": "warning", "message": f"ramp step failed: {exc}"})
-            )
+            self._emit(LogMessage(t=now, level="warning", message=f"ramp step failed: {exc}"))
             return
-        self._emit(
-            Event(
-                "fault_updated",
-                now,
-                {"name": state.window.spec.name, "level": round(state.level, 3)},
-            )
-        )
+        self._emit(FaultUpdated(t=now, name=state.window.spec.name, level=round(state.level, 3)))
 
     def _remove(self, state: FaultState, reason: str) -> str | None:
         spec = state.window.spec
@@ -300,24 +286,19 @@ class FaultTimeline:
         if error is not None:
             state.error = error
             state.status = "failed"
-            self._emit(
-                Event("fault_failed", done, {"name": spec.name, "kind": spec.kind, "error": error})
-            )
+            self._emit(FaultFailed(t=done, name=spec.name, kind=spec.kind, error=error))
             return error
         state.status = "removed"
         state.removed_at = done
         planned = state.end if state.end is not None and reason == "window ended" else asked
         state.remove_lag_ms = (done - planned) * 1000.0
         self._emit(
-            Event(
-                "fault_removed",
-                done,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "reason": reason,
-                    "lag_ms": round(state.remove_lag_ms, 2),
-                },
+            FaultRemoved(
+                t=done,
+                name=spec.name,
+                kind=spec.kind,
+                reason=reason,
+                lag_ms=round(state.remove_lag_ms, 2),
             )
         )
         return None

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chaoskit.events import CheckJudged
+
 __all__ = ["CheckResult", "GuardrailWatch", "Threshold", "judge"]
 
 PHASES = ("baseline", "during", "recovery", "overall")
@@ -57,6 +59,20 @@ class CheckResult:
     ok: bool | None  # None: not judged (no data for that phase or metric)
     t: float | None = None
     note: str = ""
+
+    def event(self, t: float) -> CheckJudged:
+        """The check as the event that tells handlers its final judgement."""
+        return CheckJudged(
+            t=self.t if self.t is not None else t,
+            kind=self.kind,
+            phase=self.phase,
+            metric=self.metric,
+            min=self.min,
+            max=self.max,
+            value=self.value,
+            ok=self.ok,
+            note=self.note,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The check's line in summary.json."""

@@ -21,7 +21,22 @@ from typing import Any, Literal
 
 from chaoskit import __version__
 from chaoskit.errors import ChaoskitError, EnvironmentProblem
-from chaoskit.events import Event, EventBus, EventHandler
+from chaoskit.events import (
+    AuditDone,
+    CheckJudged,
+    Event,
+    EventBus,
+    EventHandler,
+    GuardrailTripped,
+    LogMessage,
+    Phase,
+    PhaseChanged,
+    RunEnded,
+    RunStarted,
+    Sample,
+    StackConfigured,
+    WorkerLost,
+)
 from chaoskit.experiment.models import Experiment
 from chaoskit.faults.actuators import FaultSpec, make_actuator
 from chaoskit.faults.domain import AdminClient
@@ -121,7 +136,7 @@ class Runner:
         self.summary = SummaryWriter(self.run_dir)
         self.aggregator = MetricsAggregator()
         self._t0 = 0.0
-        self._phase = "baseline"
+        self._phase: Phase = "baseline"
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self, reason: Status = "interrupted") -> None:
@@ -134,15 +149,15 @@ class Runner:
         """Run time: seconds since the load started."""
         return time.time() - self._t0
 
-    def _emit(self, type_: Any, data: dict[str, Any] | None = None, t: float | None = None) -> None:
-        self.bus.emit(Event(type_, self.clock() if t is None else t, data or {}))
+    def _emit(self, event: Event) -> None:
+        self.bus.emit(event)
 
     def _handler_failed(self, handler: object, exc: BaseException) -> None:
         message = f"{type(handler).__name__} failed and was detached from the run: {exc}"
         self._errors.append(message)
         # The journal itself failing must not stop the run either.
         with contextlib.suppress(Exception):
-            self.journal.handle(Event("log", self.clock(), {"level": "error", "message": message}))
+            self.journal.handle(LogMessage(t=self.clock(), level="error", message=message))
 
     # --- the run ----------------------------------------------------------------------------
     def execute(self) -> RunOutcome:
@@ -190,15 +205,14 @@ class Runner:
         audit: AuditResult | None = None
         try:
             self._emit(
-                "run_started",
-                {
-                    "run_id": self.run_id,
-                    "experiment": self.experiment.name,
-                    "target": self.endpoints.name,
-                    "duration_s": self.plan.duration_s,
-                    "plan": self.plan.to_json(),
-                },
-                t=-delay,
+                RunStarted(
+                    t=-delay,
+                    run_id=self.run_id,
+                    experiment=self.experiment.name,
+                    target=self.endpoints.name,
+                    duration_s=self.plan.duration_s,
+                    plan=self.plan.to_json(),
+                )
             )
             self._write_summary(started_at, "running", None, timeline, [], None)
             restored_settings = self._configure_stack(admin, record)
@@ -237,7 +251,7 @@ class Runner:
             if watchdog is not None:
                 watchdog.stop()
         if status != "error" and self.endpoints.services:
-            self._emit("phase_changed", {"phase": "drain"})
+            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
                 audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
@@ -246,7 +260,7 @@ class Runner:
         elif not self.endpoints.services:
             audit = run_audit({}, self.run_dir / "outcomes")
         if audit is not None:
-            self._emit("audit", audit.to_json())
+            self._emit(AuditDone(t=self.clock(), audit=audit.to_json()))
         admin.close()
         for client in clients.values():
             client.close()
@@ -255,7 +269,9 @@ class Runner:
         summary = self._write_summary(
             started_at, status, verdict, timeline, checks, audit, exit_code=exit_code
         )
-        self._emit("run_ended", {"status": status, "verdict": verdict, "exit_code": exit_code})
+        for check in checks:
+            self._emit(check.event(self.clock()))
+        self._emit(RunEnded(t=self.clock(), status=status, verdict=verdict, exit_code=exit_code))
         self.journal.close()
         return RunOutcome(status, verdict, exit_code, self.run_dir, summary)
 
@@ -300,12 +316,19 @@ class Runner:
                 if kind == "tick":
                     self.aggregator.add_tick(tick)
                 elif kind == "worker_lost":
-                    self._emit("worker_lost", {"worker": tick.get("worker")})
+                    self._emit(WorkerLost(t=self.clock(), worker=str(tick.get("worker"))))
                     if self.settings.stop_on_worker_loss:
                         self._errors.append(f"load worker {tick.get('worker')} was lost")
                         return "error"
                 elif kind == "log":
-                    self._emit("log", {"level": tick.get("level"), "message": tick.get("message")})
+                    message = str(tick.get("message"))
+                    self._emit(
+                        LogMessage(
+                            t=self.clock(),
+                            level="error" if tick.get("level") == "error" else "warning",
+                            message=message,
+                        )
+                    )
                     self._errors.append(str(tick.get("message")))
                 elif kind == "error":
                     raise EnvironmentProblem(f"load engine: {tick.get('message')}")
@@ -318,20 +341,20 @@ class Runner:
             now = self.clock()
             while now >= next_sample:
                 metrics = self.aggregator.sample(next_sample)
-                self._emit("sample", {"metrics": metrics}, t=next_sample)
+                self._emit(Sample(t=next_sample, metrics=metrics))
                 timeline.on_sample(next_sample, metrics)
                 self._update_phase(timeline, next_sample)
                 tripped = guardrails.observe(next_sample, metrics)
                 if tripped is not None:
                     self._abort = tripped
                     self._emit(
-                        "guardrail_breached",
-                        {
-                            "metric": tripped.metric,
-                            "value": tripped.value,
-                            "min": tripped.min,
-                            "max": tripped.max,
-                        },
+                        GuardrailTripped(
+                            t=next_sample,
+                            metric=tripped.metric,
+                            value=tripped.value,
+                            min=tripped.min,
+                            max=tripped.max,
+                        )
                     )
                     return "aborted"
                 next_sample += 1.0
@@ -370,19 +393,18 @@ class Runner:
                 else self.aggregator.window(threshold.metric, start, math.inf)
             )
             self._emit(
-                "check",
-                {
-                    "kind": "hypothesis",
-                    "phase": phase,
-                    "metric": threshold.metric,
-                    "min": threshold.min,
-                    "max": threshold.max,
-                    "value": value,
-                    "ok": threshold.ok(value),
-                    "window": [round(start, 3), round(t, 3)],
-                    "live": True,
-                },
-                t=t,
+                CheckJudged(
+                    t=t,
+                    kind="hypothesis",
+                    phase=phase,
+                    metric=threshold.metric,
+                    min=threshold.min,
+                    max=threshold.max,
+                    value=value,
+                    ok=threshold.ok(value),
+                    window=(round(start, 3), round(t, 3)),
+                    live=True,
+                )
             )
 
     def _drain_ticks(self, load: LoadProcess) -> None:
@@ -397,6 +419,7 @@ class Runner:
     def _update_phase(self, timeline: FaultTimeline, t: float) -> None:
         active = timeline.active
         applied = [s for s in timeline.states if s.applied_at is not None]
+        phase: Phase
         if active:
             phase = "during"
         elif applied:
@@ -407,7 +430,7 @@ class Runner:
             self._phase = phase
             self._phase_started = t
             self.aggregator.mark_phase(phase, t)
-            self._emit("phase_changed", {"phase": phase, "load_phase": self._load_phase_at(t)}, t=t)
+            self._emit(PhaseChanged(t=t, phase=phase, load_phase=self._load_phase_at(t)))
 
     def _load_phase_at(self, t: float) -> str:
         for phase in self.plan.load_phases:
@@ -487,13 +510,8 @@ class Runner:
         previous: dict[str, dict[str, Any]] = {}
         for service, values in wanted.items():
             if not admin.has(service):
-                self._emit(
-                    "log",
-                    {
-                        "level": "warning",
-                        "message": f"stack settings for {service} skipped: no admin",
-                    },
-                )
+                message = f"stack settings for {service} skipped: no admin"
+                self._emit(LogMessage(t=self.clock(), level="warning", message=message))
                 continue
             current = admin.get(service)
             previous[service] = {k: current.get(k) for k in values}
@@ -501,8 +519,9 @@ class Runner:
                 record.remember_setting(service, self.endpoints.services[service], key, value)
             admin.set(service, values)
             self._emit(
-                "stack_configured",
-                {"service": service, "settings": values, "previous": previous[service]},
+                StackConfigured(
+                    t=self.clock(), service=service, settings=values, previous=previous[service]
+                )
             )
         return previous
 
