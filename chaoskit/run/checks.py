@@ -60,6 +60,18 @@ class CheckResult:
     t: float | None = None
     note: str = ""
 
+    def describe(self) -> str:
+        """One line: what was checked, where, the value and the bound it was held to."""
+        bounds = " and ".join(
+            f"{op} {bound:g}"
+            for op, bound in ((">=", self.min), ("<=", self.max))
+            if bound is not None
+        )
+        shown = "no data" if self.value is None else f"{self.value:.4g}"
+        where = self.phase or "-"
+        note = f" [{self.note}]" if self.ok is None and self.note else ""
+        return f"{self.kind} {self.metric} ({where}): {shown}, expected {bounds}{note}"
+
     def event(self, t: float) -> CheckJudged:
         """The check as the event that tells handlers its final judgement."""
         return CheckJudged(

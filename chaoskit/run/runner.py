@@ -8,7 +8,7 @@ that and the verdict to an exit code.
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
 import platform
 import secrets
@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from chaoskit import __version__
+from chaoskit._version import __version__
 from chaoskit.errors import ChaoskitError, EnvironmentProblem
 from chaoskit.events import (
     AuditDone,
@@ -37,6 +37,7 @@ from chaoskit.events import (
     StackConfigured,
     WorkerLost,
 )
+from chaoskit.exit_codes import Verdict, exit_code_for_verdict
 from chaoskit.experiment.models import Experiment
 from chaoskit.faults.actuators import FaultSpec, make_actuator
 from chaoskit.faults.domain import AdminClient
@@ -49,17 +50,34 @@ from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
 from chaoskit.observe.metrics import AUDIT_METRICS
 from chaoskit.observe.sampler import StatsSampler
-from chaoskit.plan import Plan
-from chaoskit.report.summary import JournalWriter, Summary, SummaryWriter
+from chaoskit.planning import Plan
+from chaoskit.report.summary import (
+    Abort as SummaryAbort,
+)
+from chaoskit.report.summary import (
+    Audit,
+    EnvironmentInfo,
+    ExperimentInfo,
+    JournalWriter,
+    Summary,
+    SummaryWriter,
+)
+from chaoskit.report.summary import (
+    Check as SummaryCheck,
+)
+from chaoskit.report.summary import (
+    FaultRecord as SummaryFault,
+)
+from chaoskit.report.summary import (
+    Plan as SummaryPlan,
+)
 from chaoskit.run.checks import CheckResult, GuardrailWatch, Threshold, judge
 from chaoskit.run.registry import LiveRecord, RunRegistry
+from chaoskit.run.result import Abort, RunResult, Status
 from chaoskit.run.settings import stack_settings
 from chaoskit.stack.endpoints import StackEndpoints
 
-__all__ = ["RunOutcome", "RunSettings", "Runner", "Status", "Verdict"]
-
-Status = Literal["completed", "aborted", "interrupted", "error"]
-Verdict = Literal["held", "violated", "aborted", "error"]
+__all__ = ["RunSettings", "Runner"]
 
 # The load engine's start-up, so t=0 is when arrivals begin: importing locust takes ~1 s,
 # and distributed workers must start and join the master first.
@@ -86,17 +104,6 @@ class RunSettings:
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
     # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
     watchdog_ttl_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How a run ended."""
-
-    status: Status
-    verdict: Verdict
-    exit_code: int
-    run_dir: Path
-    summary: dict[str, Any]
 
 
 def new_run_id() -> str:
@@ -160,8 +167,9 @@ class Runner:
             self.journal.handle(LogMessage(t=self.clock(), level="error", message=message))
 
     # --- the run ----------------------------------------------------------------------------
-    def execute(self) -> RunOutcome:
-        """Run the experiment to its end; never raises."""
+    def execute(self) -> RunResult:
+        """Run the experiment to its end; never raises (a KeyboardInterrupt is rolled back,
+        recorded as "interrupted" and flagged in ``keyboard_interrupt`` for the caller)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         registry = RunRegistry(self.settings.state_dir)
         record = registry.open(
@@ -214,7 +222,7 @@ class Runner:
                     plan=self.plan.to_json(),
                 )
             )
-            self._write_summary(started_at, "running", None, timeline, [], None)
+            self._write_summary(started_at, timeline)
             restored_settings = self._configure_stack(admin, record)
             if self.endpoints.services:
                 sampler = StatsSampler(
@@ -233,6 +241,10 @@ class Runner:
         except Exception as exc:  # an unexpected failure still ends in rollback and a summary
             status = "error"
             self._errors.append(f"{type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:  # rolled back and recorded here; the caller re-raises it
+            status = "interrupted"
+            self._stop_reason = "interrupted"
+            self.keyboard_interrupt = True
         finally:
             # Faults first: they are what can hurt a shared environment.
             rollback_errors = timeline.stop(reason=status if status != "completed" else "run ended")
@@ -265,17 +277,35 @@ class Runner:
         for client in clients.values():
             client.close()
         checks = self._final_checks(timeline, audit)
-        verdict, exit_code = self._verdict(status, checks, audit)
-        summary = self._write_summary(
-            started_at, status, verdict, timeline, checks, audit, exit_code=exit_code
+        verdict = self._verdict(status, checks)
+        result = RunResult(
+            run_id=self.run_id,
+            status=status,
+            verdict=verdict,
+            exit_code=exit_code_for_verdict(verdict),
+            checks=tuple(checks),
+            metrics=self.aggregator.overall(),
+            phases=self._phase_metrics(timeline),
+            audit=audit,
+            faults=timeline.records(),
+            abort=self._abort_record(status),
+            errors=tuple(self._errors),
+            run_dir=self.run_dir,
+            duration_s=round(max(0.0, self.clock()), 3),
         )
+        self._write_summary(started_at, timeline, result)
         for check in checks:
             self._emit(check.event(self.clock()))
-        self._emit(RunEnded(t=self.clock(), status=status, verdict=verdict, exit_code=exit_code))
+        self._emit(
+            RunEnded(
+                t=self.clock(), status=status, verdict=verdict, exit_code=int(result.exit_code)
+            )
+        )
         self.journal.close()
-        return RunOutcome(status, verdict, exit_code, self.run_dir, summary)
+        return result
 
     _restore_failed = False
+    keyboard_interrupt = False
     _phase_started = 0.0
     _watchdog: Any = None
 
@@ -366,7 +396,7 @@ class Runner:
                 return "error"
             if now - last_summary >= _SUMMARY_EVERY_S:
                 last_summary = now
-                self._write_summary(started_at, "running", None, timeline, [], None)
+                self._write_summary(started_at, timeline)
             if now > end + _END_GRACE_S + 5.0:
                 return "completed"  # the engine overran its own end; do not wait for it
             if load.returncode is not None and tick is None:
@@ -621,81 +651,81 @@ class Runner:
                 )
         return checks
 
-    def _verdict(
-        self, status: Status, checks: list[CheckResult], audit: AuditResult | None
-    ) -> tuple[Verdict, int]:
+    def _verdict(self, status: Status, checks: list[CheckResult]) -> Verdict:
         if status == "error":
-            return "error", 4
+            return "error"
         if status in ("aborted", "interrupted"):
-            return "aborted", 3
+            return "aborted"
         failed = [c for c in checks if c.ok is False and c.kind in ("hypothesis", "audit")]
-        return ("violated", 1) if failed else ("held", 0)
+        return "violated" if failed else "held"
+
+    def _phase_metrics(self, timeline: FaultTimeline) -> dict[str, dict[str, float | None]]:
+        """Each check phase's metrics, computed once: the values the checks judged."""
+        return {
+            phase: dict(self.aggregator.windows(span[0], span[1]))
+            for phase, span in self._phases(timeline).items()
+            if span is not None
+        }
+
+    def _abort_record(self, status: Status) -> Abort | None:
+        if status == "interrupted":
+            return Abort(reason="signal", t=round(self.clock(), 3))
+        if self._abort is None:
+            return None
+        return Abort(
+            reason="guardrail",
+            t=self._abort.t if self._abort.t is not None else round(self.clock(), 3),
+            metric=self._abort.metric,
+            value=self._abort.value,
+            limit=self._abort.max if self._abort.max is not None else self._abort.min,
+        )
 
     def _write_summary(
-        self,
-        started_at: datetime,
-        status: str,
-        verdict: str | None,
-        timeline: FaultTimeline,
-        checks: list[CheckResult],
-        audit: AuditResult | None,
-        *,
-        exit_code: int | None = None,
-    ) -> dict[str, Any]:
-        per_phase: dict[str, dict[str, float | None]] = {}
-        if status != "running":  # per-phase figures are computed once, at the end
-            for phase, span in self._phases(timeline).items():
-                if span is not None:
-                    row = self.aggregator.windows(span[0], span[1])
-                    per_phase[phase] = dict(row)
+        self, started_at: datetime, timeline: FaultTimeline, result: RunResult | None = None
+    ) -> None:
+        """summary.json: while running (``result`` None) from live values, then from the result."""
         experiment = self.experiment
-        summary: dict[str, Any] = {
-            "schema": 1,
-            "run_id": self.run_id,
-            "experiment": {
-                "name": experiment.name,
-                "description": experiment.description,
-                "file": str(getattr(experiment, "source_path", "") or ""),
-                "seed": experiment.seed,
-                "target": self.endpoints.name,
-            },
-            "started_at": started_at.isoformat(),
-            "ended_at": datetime.now(UTC).isoformat() if status != "running" else None,
-            "duration_s": round(max(0.0, self.clock()), 3),
-            "status": status,
-            "verdict": verdict,
-            "exit_code": exit_code,
-            "environment": {
-                "chaoskit_version": __version__,
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "target_kind": self.endpoints.kind,
-                "workers": self.settings.workers,
-            },
-            "metrics": self.aggregator.overall(),
-            "phases": per_phase,
-            "checks": [c.to_json() for c in checks],
-            "faults": timeline.to_json(),
-            "audit": audit.to_json()
+        ended = result is not None
+        checks = result.checks if result else ()
+        abort = None if result is None else result.abort
+        audit = None if result is None else result.audit
+        summary = Summary(
+            run_id=self.run_id,
+            experiment=ExperimentInfo(
+                name=experiment.name,
+                description=experiment.description,
+                file=str(getattr(experiment, "source_path", "") or ""),
+                seed=experiment.seed,
+                target=self.endpoints.name,
+            ),
+            started_at=started_at.isoformat(),
+            ended_at=datetime.now(UTC).isoformat() if ended else None,
+            duration_s=result.duration_s if result else round(max(0.0, self.clock()), 3),
+            status=result.status if result else "running",
+            verdict=result.verdict if result else None,
+            exit_code=int(result.exit_code) if result else None,
+            environment=EnvironmentInfo(
+                chaoskit_version=__version__,
+                python=platform.python_version(),
+                platform=platform.platform(),
+                target_kind=self.endpoints.kind,
+                workers=self.settings.workers,
+            ),
+            metrics=dict(result.metrics if result else self.aggregator.overall()),
+            phases={k: dict(v) for k, v in result.phases.items()} if result else {},  # type: ignore[misc]
+            checks=[SummaryCheck.model_validate(c.to_json()) for c in checks],
+            faults=[
+                SummaryFault.model_validate(dataclasses.asdict(f))
+                for f in (result.faults if result else timeline.records())
+            ],
+            audit=Audit.model_validate(audit.to_json())
             if audit is not None
-            else {"status": "skipped", "reason": "run did not reach the audit", "invariants": {}},
-            "abort": None
-            if self._abort is None
-            else {
-                "reason": "guardrail",
-                "metric": self._abort.metric,
-                "value": self._abort.value,
-                "limit": self._abort.max if self._abort.max is not None else self._abort.min,
-                "t": self._abort.t,
-            },
-            "plan": self.plan.to_json(),
-            "errors": list(self._errors),
-        }
-        if status == "interrupted":
-            summary["abort"] = {"reason": "signal", "t": round(self.clock(), 3)}
+            else Audit(status="skipped", reason="run did not reach the audit"),
+            abort=None if abort is None else SummaryAbort.model_validate(dataclasses.asdict(abort)),
+            plan=SummaryPlan.model_validate(self.plan.to_json()),
+            errors=list(result.errors if result else self._errors),
+        )
         try:
-            self.summary.write(Summary.model_validate(summary))
-        except Exception as exc:  # a summary that does not fit its schema is still written
-            summary["errors"] = [*summary["errors"], f"summary did not validate: {exc}"]
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        return summary
+            self.summary.write(summary)
+        except OSError as exc:
+            self._errors.append(f"summary.json could not be written: {exc}")
