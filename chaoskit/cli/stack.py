@@ -8,8 +8,9 @@ from enum import StrEnum
 import typer
 from rich.table import Table
 
-from chaoskit.cli._app import EXIT_ENVIRONMENT, app, console, err_console
+from chaoskit.cli._app import app, console, err_console
 from chaoskit.errors import InputError
+from chaoskit.exit_codes import ExitCode
 from chaoskit.stack.backend import StackBackend, StackStatus, open_backend
 from chaoskit.stack.endpoints import StackEndpoints
 from chaoskit.stack.progress import RichStartupProgress
@@ -104,7 +105,7 @@ def status(
         for problem in stack_status.problems:
             err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     if not stack_status.healthy:
-        raise typer.Exit(EXIT_ENVIRONMENT)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def _endpoints_table(endpoints: StackEndpoints) -> Table:

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from chaoskit.events import Event
+from chaoskit.events import (
+    Event,
+    FaultApplied,
+    FaultFailed,
+    FaultRemoved,
+    FaultRequested,
+    FaultUpdated,
+    LogMessage,
+)
 from chaoskit.faults.actuators import Actuator, FaultSpec
 
-__all__ = ["FaultState", "FaultTimeline", "FaultWindowSpec", "Trigger"]
+__all__ = ["FaultRecord", "FaultState", "FaultTimeline", "FaultWindowSpec", "Trigger"]
 
 Status = Literal["pending", "active", "removed", "failed", "skipped"]
 _RAMP_STEP_S = 0.25
@@ -51,6 +59,24 @@ class FaultWindowSpec:
     trigger: Trigger | None = None
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultRecord:
+    """One fault as it played out (seconds since the load started; None: did not happen)."""
+
+    name: str
+    kind: str
+    target: str
+    params: Mapping[str, object]
+    status: Status
+    scheduled_at: float | None  # when the plan (or its trigger) said it should start
+    requested_at: float | None  # when the actuator was asked
+    applied_at: float | None  # when the server confirmed it
+    removed_at: float | None  # when it was rolled back
+    apply_lag_ms: float | None
+    remove_lag_ms: float | None
+    error: str | None  # why it could not be applied or removed
+
+
 @dataclass
 class FaultState:
     """A fault window as it plays out."""
@@ -71,23 +97,23 @@ class FaultState:
     level: float = 0.0
     last_ramp: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        """The fault's line in summary.json."""
+    def record(self) -> FaultRecord:
+        """The fault as it played out so far."""
         spec = self.window.spec
-        return {
-            "name": spec.name,
-            "kind": spec.kind,
-            "target": spec.target,
-            "params": {k: v for k, v in spec.params.items() if v is not None},
-            "scheduled_at": _r(self.scheduled_at),
-            "requested_at": _r(self.requested_at),
-            "applied_at": _r(self.applied_at),
-            "removed_at": _r(self.removed_at),
-            "apply_lag_ms": _r(self.apply_lag_ms),
-            "remove_lag_ms": _r(self.remove_lag_ms),
-            "status": self.status,
-            "error": self.error,
-        }
+        return FaultRecord(
+            name=spec.name,
+            kind=spec.kind,
+            target=spec.target,
+            params={k: v for k, v in spec.params.items() if v is not None},
+            status=self.status,
+            scheduled_at=_r(self.scheduled_at),
+            requested_at=_r(self.requested_at),
+            applied_at=_r(self.applied_at),
+            removed_at=_r(self.removed_at),
+            apply_lag_ms=_r(self.apply_lag_ms),
+            remove_lag_ms=_r(self.remove_lag_ms),
+            error=self.error,
+        )
 
 
 def _r(value: float | None) -> float | None:
@@ -152,10 +178,10 @@ class FaultTimeline:
         with self._lock:
             return [s for s in self.states if s.status == "active"]
 
-    def to_json(self) -> list[dict[str, Any]]:
-        """Every fault's line for summary.json."""
+    def records(self) -> tuple[FaultRecord, ...]:
+        """Every fault as it played out so far."""
         with self._lock:
-            return [s.to_json() for s in self.states]
+            return tuple(s.record() for s in self.states)
 
     def observed_windows(self) -> list[tuple[float, float]]:
         """When faults were really in place (applied to removed), for phase boundaries."""
@@ -217,15 +243,8 @@ class FaultTimeline:
         spec = state.window.spec
         state.requested_at = now
         self._emit(
-            Event(
-                "fault_requested",
-                now,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "target": spec.target,
-                    "params": spec.params,
-                },
+            FaultRequested(
+                t=now, name=spec.name, kind=spec.kind, target=spec.target, params=spec.params
             )
         )
         try:
@@ -237,11 +256,7 @@ class FaultTimeline:
             state.error = str(exc)
             self.failures.append(f"fault {spec.name!r} could not be applied: {exc}")
             self._emit(
-                Event(
-                    "fault_failed",
-                    self._clock(),
-                    {"name": spec.name, "kind": spec.kind, "error": str(exc)},
-                )
+                FaultFailed(t=self._clock(), name=spec.name, kind=spec.kind, error=str(exc))
             )
             return
         confirmed = self._clock()
@@ -251,16 +266,13 @@ class FaultTimeline:
         base = state.scheduled_at if state.scheduled_at is not None else now
         state.apply_lag_ms = (confirmed - base) * 1000.0
         self._emit(
-            Event(
-                "fault_applied",
-                confirmed,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "target": spec.target,
-                    "lag_ms": round(state.apply_lag_ms, 2),
-                    "ends_at": state.end,
-                },
+            FaultApplied(
+                t=confirmed,
+                name=spec.name,
+                kind=spec.kind,
+                target=spec.target,
+                lag_ms=round(state.apply_lag_ms, 2),
+                ends_at=state.end,
             )
         )
 
@@ -271,17 +283,9 @@ class FaultTimeline:
         try:
             state.actuator.update(state.level)
         except Exception as exc:  # a missed ramp step is retried on the next one
-            self._emit(
-                Event("log", now, {"level": "warning", "message": f"ramp step failed: {exc}"})
-            )
+            self._emit(LogMessage(t=now, level="warning", message=f"ramp step failed: {exc}"))
             return
-        self._emit(
-            Event(
-                "fault_updated",
-                now,
-                {"name": state.window.spec.name, "level": round(state.level, 3)},
-            )
-        )
+        self._emit(FaultUpdated(t=now, name=state.window.spec.name, level=round(state.level, 3)))
 
     def _remove(self, state: FaultState, reason: str) -> str | None:
         spec = state.window.spec
@@ -300,24 +304,19 @@ class FaultTimeline:
         if error is not None:
             state.error = error
             state.status = "failed"
-            self._emit(
-                Event("fault_failed", done, {"name": spec.name, "kind": spec.kind, "error": error})
-            )
+            self._emit(FaultFailed(t=done, name=spec.name, kind=spec.kind, error=error))
             return error
         state.status = "removed"
         state.removed_at = done
         planned = state.end if state.end is not None and reason == "window ended" else asked
         state.remove_lag_ms = (done - planned) * 1000.0
         self._emit(
-            Event(
-                "fault_removed",
-                done,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "reason": reason,
-                    "lag_ms": round(state.remove_lag_ms, 2),
-                },
+            FaultRemoved(
+                t=done,
+                name=spec.name,
+                kind=spec.kind,
+                reason=reason,
+                lag_ms=round(state.remove_lag_ms, 2),
             )
         )
         return None

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chaoskit.events import CheckJudged
+
 __all__ = ["CheckResult", "GuardrailWatch", "Threshold", "judge"]
 
 PHASES = ("baseline", "during", "recovery", "overall")
@@ -57,6 +59,32 @@ class CheckResult:
     ok: bool | None  # None: not judged (no data for that phase or metric)
     t: float | None = None
     note: str = ""
+
+    def describe(self) -> str:
+        """One line: what was checked, where, the value and the bound it was held to."""
+        bounds = " and ".join(
+            f"{op} {bound:g}"
+            for op, bound in ((">=", self.min), ("<=", self.max))
+            if bound is not None
+        )
+        shown = "no data" if self.value is None else f"{self.value:.4g}"
+        where = self.phase or "-"
+        note = f" [{self.note}]" if self.ok is None and self.note else ""
+        return f"{self.kind} {self.metric} ({where}): {shown}, expected {bounds}{note}"
+
+    def event(self, t: float) -> CheckJudged:
+        """The check as the event that tells handlers its final judgement."""
+        return CheckJudged(
+            t=self.t if self.t is not None else t,
+            kind=self.kind,
+            phase=self.phase,
+            metric=self.metric,
+            min=self.min,
+            max=self.max,
+            value=self.value,
+            ok=self.ok,
+            note=self.note,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The check's line in summary.json."""

@@ -124,6 +124,7 @@ class RunLock:
         self.stop_path = self.path.with_name(_STOP_FILE)
         self._handle: IO[str] | None = None
         self.previous: LockHolder | None = None  # a dead run whose lock this one took over
+        self.took_over: str | None = None  # what undoing that dead run did, said once
 
     def acquire(self, run_id: str) -> None:
         """Take the lock for ``run_id``; :class:`RunBusy` naming the owner when it is taken."""

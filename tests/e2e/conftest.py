@@ -22,7 +22,7 @@ from chaoskit.stack.local import LocalStack
 from chaoskit.stack.target import load_target
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_BASE_PORT = 19900 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))  # parallel checkouts: shift
+RUN_BASE_PORT = 19900 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
 
 
 def chaoskit_command() -> list[str]:

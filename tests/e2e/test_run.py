@@ -6,9 +6,8 @@ and that no toxic and no changed setting outlives the run.
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import signal
 import time
 from pathlib import Path
