@@ -201,7 +201,8 @@ def test_a_dead_runs_lock_is_taken_over_and_its_leftovers_undone_first(
     assert clean_stack.admin("rider")["riders"] == 7  # left behind by the SIGKILLed run
     result = clean_stack.play(clean_stack.experiment(tmp_path, "next", SHORT), tmp_path / "r2")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "took over the lock of dead run" in result.stdout
+    journal = (only_run_dir(tmp_path / "r2") / "events.jsonl").read_text()
+    assert "took over the lock of dead run" in journal
     # The next run saw the settings from before the dead run, and put those back.
     assert clean_stack.admin("rider")["riders"] == riders_before
     assert toxics_on(clean_stack) == {}
