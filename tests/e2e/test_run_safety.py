@@ -173,6 +173,7 @@ def test_a_second_run_on_a_busy_stack_is_refused_naming_the_first(
         assert not (tmp_path / "r2").exists()  # refused before anything was made
         run_id = summary(only_run_dir(tmp_path / "r1"))["run_id"]
         assert run_id in lines[0]
+        assert only_run_dir(tmp_path / "r1").name.startswith(f"{run_id}-")  # one source
         assert clean_stack.admin("rider")["riders"] == 7  # the first run's fault is untouched
     finally:
         first.send_signal(signal.SIGINT)
