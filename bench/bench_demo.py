@@ -5,8 +5,9 @@
 Not a timed test: each run is a full `chaoskit run` of the demo experiment (about 80 s on
 the local stack), one after another, on whatever else the machine is doing (that is the
 point: the demo must reach the same verdict on a busy 2-core machine). Prints one line per
-run (exit code, status, verdict, failed checks, peak error rate and the guardrail's margin,
-whether a recovery phase was judged) and a last line saying whether the runs agree.
+run (exit code, status, verdict, failed checks, each guardrail's longest breach in seconds:
+its margin against the guardrail's ``for``, whether a recovery phase was judged) and a
+last line saying whether the runs agree.
 Exit 0 when every run reached the same verdict with a recovery phase, 1 otherwise.
 Writes bench/out/demo.json.
 """
@@ -33,24 +34,38 @@ def _chaoskit() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "chaoskit"]
 
 
-def _peak_error_rate(run_dir: Path) -> float | None:
-    peak: float | None = None
+def _samples(run_dir: Path) -> list[dict[str, Any]]:
     journal = run_dir / "events.jsonl"
     if not journal.exists():
-        return None
+        return []
+    found = []
     for line in journal.read_text(encoding="utf-8").splitlines():
         try:
             event = json.loads(line)
         except ValueError:
             continue
-        metrics = event.get("metrics") if isinstance(event, dict) else None
-        value = metrics.get("error_rate") if isinstance(metrics, dict) else None
-        if isinstance(value, int | float) and (peak is None or value > peak):
-            peak = float(value)
-    return peak
+        if isinstance(event, dict) and event.get("type") == "sample":
+            found.append(event.get("metrics") or {})
+    return found
 
 
-def one_run(experiment: Path, *, target: str | None, reports: Path) -> dict[str, Any]:
+def _longest_breach(samples: list[dict[str, Any]], guardrail: Any) -> int:
+    """The longest run of one-second samples breaching ``guardrail`` (its margin: vs ``for``)."""
+    longest = streak = 0
+    for metrics in samples:
+        value = metrics.get(guardrail.metric)
+        breached = isinstance(value, int | float) and (
+            (guardrail.max is not None and value > guardrail.max)
+            or (guardrail.min is not None and value < guardrail.min)
+        )
+        streak = streak + 1 if breached else 0
+        longest = max(longest, streak)
+    return longest
+
+
+def one_run(
+    experiment: Path, *, target: str | None, reports: Path, guardrails: list[Any]
+) -> dict[str, Any]:
     """One `chaoskit run` of ``experiment``; what it ended with."""
     reports.mkdir(parents=True, exist_ok=True)
     before = set(reports.iterdir())
@@ -70,7 +85,7 @@ def one_run(experiment: Path, *, target: str | None, reports: Path) -> dict[str,
     new = sorted(set(reports.iterdir()) - before)
     row: dict[str, Any] = {"exit": proc.returncode, "seconds": round(took, 1)}
     if not new:
-        row.update(status="-", verdict="-", failed=[], recovery=False, peak_error_rate=None)
+        row.update(status="-", verdict="-", failed=[], recovery=False, guardrails={})
         row["error"] = (proc.stderr.strip().splitlines() or ["no run folder"])[-1]
         return row
     run_dir = new[-1]
@@ -88,7 +103,9 @@ def one_run(experiment: Path, *, target: str | None, reports: Path) -> dict[str,
             c.get("phase") == "recovery" and c.get("ok") is not None
             for c in summary.get("checks", [])
         ),
-        peak_error_rate=_peak_error_rate(run_dir),
+        guardrails={
+            f"{g.metric} for {g.for_:g}s": _longest_breach(_samples(run_dir), g) for g in guardrails
+        },
         errors=summary.get("errors", []),
     )
     return row
@@ -104,15 +121,20 @@ def main() -> int:
     if not 1 <= args.runs <= 50:
         parser.error("--runs: expected 1 to 50")
     reports = Path(args.reports_dir or tempfile.mkdtemp(prefix="chaoskit-demo-bench-"))
+    from chaoskit import load_experiment
+
+    guardrails = list(load_experiment(Path(args.experiment)).guardrails)
     rows = []
     for i in range(1, args.runs + 1):
-        row = one_run(Path(args.experiment), target=args.target, reports=reports)
+        row = one_run(
+            Path(args.experiment), target=args.target, reports=reports, guardrails=guardrails
+        )
         rows.append(row)
-        peak = row["peak_error_rate"]
+        margins = ", ".join(f"{k}: longest breach {v} s" for k, v in row["guardrails"].items())
         print(
             f"run {i}/{args.runs}: exit {row['exit']} {row['status']}/{row['verdict']} "
             f"recovery={'yes' if row['recovery'] else 'no'} "
-            f"peak error_rate={'-' if peak is None else f'{peak:.2f}'} "
+            f"guardrails ({margins or '-'}) "
             f"failed={','.join(row['failed']) or '-'} ({row['seconds']} s)"
             + (f" error: {row['error']}" if row.get("error") else ""),
             flush=True,

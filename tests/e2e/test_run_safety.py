@@ -417,3 +417,42 @@ def test_cleanup_on_a_fresh_stack_reports_nothing_it_did_not_do(
         assert claim not in result.stdout, result.stdout
     fresh = own_stack.run("cleanup", "--target", str(own_stack.target_file))
     assert fresh.returncode == 0 and "nothing to clean up" in fresh.stdout, fresh.stdout
+
+
+PHASED = """
+load:
+  model: open
+  shape: {kind: constant, for: 9s, rate: 15}
+faults:
+  - {name: slow-lbs, kind: latency, dependency: lbs, latency: 40ms, at: 3s, for: 3s}
+hypothesis:
+  - {metric: fulfilment_rate, min: 0.5, phase: baseline}
+  - {metric: fulfilment_rate, min: 0.5, phase: during}
+  - {metric: fulfilment_rate, min: 0.5, phase: recovery}
+report: {formats: [json]}
+"""
+
+
+def test_every_number_shown_is_the_one_the_verdict_judged(
+    clean_stack: RunStack, tmp_path: Path
+) -> None:
+    result = clean_stack.play(clean_stack.experiment(tmp_path, "numbers", PHASED), tmp_path / "r")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = only_run_dir(tmp_path / "r")
+    data = summary(run_dir)
+    assert run_dir.name.startswith(f"{data['run_id']}-")  # one source for id and folder
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    ended = next(i for i, e in enumerate(events) if e["type"] == "run_ended")
+    # The last frame a dashboard draws: every check's final (not live) event, before the end.
+    final = {
+        (e["kind"], e["phase"], e["metric"]): e["value"]
+        for e in events[:ended]
+        if e["type"] == "check" and not e.get("live")
+    }
+    for check in data["checks"]:
+        key = (check["kind"], check["phase"], check["metric"])
+        assert key in final, f"{key} never left 'pending' before the run ended"
+        assert final[key] == pytest.approx(check["value"]), key
+        if check["kind"] == "hypothesis" and check["phase"] in data["phases"]:
+            figure = data["phases"][check["phase"]][check["metric"]]
+            assert figure == pytest.approx(check["value"]), (check["phase"], figure)
