@@ -469,6 +469,14 @@ class Trigger(_Model):
             raise problem("expected exactly one of above or below")
         return self
 
+    def holds(self, value: float | None) -> bool:
+        """Whether one sample meets the condition (no data never does)."""
+        if value is None:
+            return False
+        if self.above is not None:
+            return value > self.above
+        return self.below is not None and value < self.below
+
 
 class _FaultBase(_Model):
     family: ClassVar[str] = ""

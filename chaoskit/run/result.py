@@ -53,6 +53,18 @@ class RunResult:
     reports: Mapping[str, Path] = field(default_factory=dict)  # format -> written file
     report_errors: Mapping[str, str] = field(default_factory=dict)  # format -> why not
 
+    def __repr__(self) -> str:
+        # What a failed `assert result.held` shows in pytest: why, not 15 fields.
+        failed = "; ".join(check.describe() for check in self.failed_checks)
+        errors = "; ".join(self.errors)
+        parts = [f"{self.verdict} status={self.status} run={self.run_id}"]
+        if failed:
+            parts.append(f"failed: {failed}")
+        if errors:
+            parts.append(f"errors: {errors}")
+        parts.append(f"reports: {self.run_dir}")
+        return f"RunResult({', '.join(parts)})"
+
     @property
     def held(self) -> bool:
         """True when the hypothesis held: every check judged, none violated."""

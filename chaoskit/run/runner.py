@@ -39,9 +39,9 @@ from chaoskit.events import (
 )
 from chaoskit.exit_codes import Verdict, exit_code_for_verdict
 from chaoskit.experiment.models import Experiment
-from chaoskit.faults.actuators import FaultSpec, make_actuator
+from chaoskit.faults.actuators import make_actuator
 from chaoskit.faults.domain import AdminClient
-from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec, Trigger
+from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.load.process import LoadProcess
 from chaoskit.load.spec import Behaviour as SpecBehaviour
@@ -194,7 +194,7 @@ class Runner:
         )
         self._t0 = time.time() + delay
         timeline = FaultTimeline(
-            windows=self._fault_windows(),
+            windows=self.plan.fault_windows,
             make_actuator=lambda spec: make_actuator(
                 spec,
                 run_id=self.run_id,
@@ -469,33 +469,6 @@ class Runner:
         return ""
 
     # --- parts -------------------------------------------------------------------------------
-    def _fault_windows(self) -> list[FaultWindowSpec]:
-        windows = []
-        for fault in self.experiment.faults:
-            trigger = None
-            if fault.when is not None:
-                trigger = Trigger(
-                    metric=fault.when.metric,
-                    above=fault.when.above,
-                    below=fault.when.below,
-                    for_s=fault.when.for_,
-                )
-            windows.append(
-                FaultWindowSpec(
-                    spec=FaultSpec(
-                        name=fault.name,
-                        kind=fault.kind,
-                        target=fault.target,
-                        params=fault.params(),
-                    ),
-                    start=None if trigger is not None else float(fault.at),
-                    duration=fault.for_,
-                    ramp=fault.ramp,
-                    trigger=trigger,
-                )
-            )
-        return windows
-
     def _load_spec(self) -> LoadSpec:
         load = self.experiment.load
         behaviour = load.behaviour
