@@ -14,6 +14,7 @@ import platform
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,8 +38,8 @@ from chaoskit.events import (
     StackConfigured,
     WorkerLost,
 )
-from chaoskit.exit_codes import Verdict, exit_code_for_verdict
-from chaoskit.experiment.models import Experiment
+from chaoskit.exit_codes import exit_code_for_verdict
+from chaoskit.experiment.models import Check, Experiment
 from chaoskit.faults.actuators import make_actuator
 from chaoskit.faults.domain import AdminClient
 from chaoskit.faults.timeline import FaultTimeline
@@ -71,7 +72,8 @@ from chaoskit.report.summary import (
 from chaoskit.report.summary import (
     Plan as SummaryPlan,
 )
-from chaoskit.run.checks import CheckResult, GuardrailWatch, Threshold, judge
+from chaoskit.run.checks import CheckResult, GuardrailWatch
+from chaoskit.run.judging import check_phases, final_checks, verdict_of
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.result import Abort, RunResult, Status
 from chaoskit.run.settings import stack_settings
@@ -277,7 +279,7 @@ class Runner:
         for client in clients.values():
             client.close()
         checks = self._final_checks(timeline, audit)
-        verdict = self._verdict(status, checks)
+        verdict = verdict_of(status, checks)
         result = RunResult(
             run_id=self.run_id,
             status=status,
@@ -325,12 +327,8 @@ class Runner:
 
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
-        guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
-        live_checks = [
-            t
-            for t in (self._threshold(h) for h in self.experiment.hypothesis)
-            if t.metric not in AUDIT_METRICS
-        ]
+        guardrails = GuardrailWatch(self.plan.guardrails)
+        live_checks = [h for h in self.plan.hypothesis if h.metric not in AUDIT_METRICS]
         next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
         next_sample = 1.0
@@ -402,7 +400,7 @@ class Runner:
             if load.returncode is not None and tick is None:
                 return "completed" if load.returncode == 0 else "error"
 
-    def _live_checks(self, thresholds: list[Threshold], t: float) -> None:
+    def _live_checks(self, thresholds: Sequence[Check], t: float) -> None:
         """Each hypothesis on the current phase so far: what the verdict would be now.
 
         The open-ended window (start, inf) matches the current phase's merged histograms and
@@ -543,94 +541,21 @@ class Runner:
                 self._restore_failed = True
                 self._errors.append(f"could not restore {service} settings: {exc}")
 
-    def _threshold(self, check: Any) -> Threshold:
-        return Threshold(
-            metric=check.metric,
-            min=check.min,
-            max=check.max,
-            phase=getattr(check, "phase", "all"),
-            for_s=float(getattr(check, "for_", 0.0) or 0.0),
-        )
-
     def _phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float] | None]:
-        end = min(self.clock(), self.plan.duration_s)
-        spans = timeline.observed_windows()
-        if not spans:
-            return {"baseline": (0.0, end), "during": None, "recovery": None}
-        first = min(s for s, _ in spans)
-        last = max(e for _, e in spans)
-        return {
-            "baseline": (0.0, first) if first >= 1.0 else None,
-            "during": (first, min(last, end)),
-            "recovery": (last, end) if end - last >= 1.0 else None,
-        }
+        return check_phases(timeline.observed_windows(), min(self.clock(), self.plan.duration_s))
 
     def _final_checks(
         self, timeline: FaultTimeline, audit: AuditResult | None
     ) -> list[CheckResult]:
-        overall = self.aggregator.overall()
-        thresholds = [self._threshold(h) for h in self.experiment.hypothesis]
-        checks = judge(
-            [t for t in thresholds if t.metric not in AUDIT_METRICS],
+        return final_checks(
+            hypothesis=self.plan.hypothesis,
+            guardrails=self.plan.guardrails,
             phases=self._phases(timeline),
             window=self.aggregator.window,
-            overall=overall,
+            overall=self.aggregator.overall(),
+            audit=audit,
+            tripped=self._abort,
         )
-        # Audit metrics exist once, after the drain: judged on the whole run.
-        for threshold in (t for t in thresholds if t.metric in AUDIT_METRICS):
-            invariant = None if audit is None else audit.invariants.get(threshold.metric)
-            if audit is None or audit.status == "skipped" or invariant is None:
-                reason = "audit skipped" if audit is None else (audit.reason or "audit skipped")
-                checks.append(
-                    CheckResult(
-                        "hypothesis",
-                        "overall",
-                        threshold.metric,
-                        threshold.min,
-                        threshold.max,
-                        None,
-                        None,
-                        note=reason,
-                    )
-                )
-            else:
-                value = float(invariant.count)
-                checks.append(
-                    CheckResult(
-                        "hypothesis",
-                        "overall",
-                        threshold.metric,
-                        threshold.min,
-                        threshold.max,
-                        value,
-                        threshold.ok(value),
-                        note="audit after drain",
-                    )
-                )
-        guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
-        checks.extend(guardrails.final(self._abort))
-        if audit is not None and audit.status != "skipped":
-            for name, invariant in audit.invariants.items():
-                checks.append(
-                    CheckResult(
-                        "audit",
-                        "overall",
-                        name,
-                        None,
-                        0.0,
-                        float(invariant.count),
-                        invariant.count == 0,
-                    )
-                )
-        return checks
-
-    def _verdict(self, status: Status, checks: list[CheckResult]) -> Verdict:
-        if status == "error":
-            return "error"
-        if status in ("aborted", "interrupted"):
-            return "aborted"
-        failed = [c for c in checks if c.ok is False and c.kind in ("hypothesis", "audit")]
-        return "violated" if failed else "held"
 
     def _phase_metrics(self, timeline: FaultTimeline) -> dict[str, dict[str, float | None]]:
         """Each check phase's metrics, computed once: the values the checks judged."""
