@@ -26,7 +26,8 @@ from chaoskit.report.rundir import make_run_dir
 from chaoskit.run.result import RunResult
 from chaoskit.run.runner import Runner, RunSettings
 from chaoskit.run.safety import SafetyReview, preflight
-from chaoskit.stack.backend import ProgressCallback, StackBackend, open_backend
+from chaoskit.stack.backend import ProgressCallback, StackBackend
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.state import chaoskit_home
 from chaoskit.stack.target import AttachTarget, DockerTarget, LocalTarget, Target, load_target
 

@@ -11,8 +11,9 @@ from rich.table import Table
 from chaoskit.cli._app import app, console, err_console
 from chaoskit.errors import InputError
 from chaoskit.exit_codes import ExitCode
-from chaoskit.stack.backend import StackBackend, StackStatus, open_backend
+from chaoskit.stack.backend import StackBackend, StackStatus
 from chaoskit.stack.endpoints import StackEndpoints
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.progress import RichStartupProgress
 from chaoskit.stack.target import AttachTarget, Target, load_target, with_kind
 
