@@ -54,16 +54,11 @@ class RunResult:
     report_errors: Mapping[str, str] = field(default_factory=dict)  # format -> why not
 
     def __repr__(self) -> str:
-        # What a failed `assert result.held` shows in pytest: why, not 15 fields.
-        failed = "; ".join(check.describe() for check in self.failed_checks)
-        errors = "; ".join(self.errors)
-        parts = [f"{self.verdict} status={self.status} run={self.run_id}"]
-        if failed:
-            parts.append(f"failed: {failed}")
-        if errors:
-            parts.append(f"errors: {errors}")
-        parts.append(f"reports: {self.run_dir}")
-        return f"RunResult({', '.join(parts)})"
+        # What a failed `assert result.held` shows in pytest, which cuts reprs to ~240
+        # characters: the verdict and why first, the run id last (its folder: explain()).
+        reasons = [check.describe() for check in self.failed_checks] + list(self.errors)
+        why = f": {'; '.join(reasons)}" if reasons else ""
+        return f"RunResult({self.verdict}{why}; status={self.status} run={self.run_id})"
 
     @property
     def held(self) -> bool:

@@ -57,6 +57,6 @@ def test_the_fixture_passes_a_held_rehearsal_and_fails_a_violated_one_naming_the
     result.assert_outcomes(passed=1, failed=1)
     output = result.stdout.str()
     assert "test_violated" in output
-    assert "failed: hypothesis latency_p50_ms (overall)" in output
+    assert "RunResult(violated: hypothesis latency_p50_ms (overall)" in output
     assert "expected <= 0.001" in output
     assert clean_stack.toxics() == {}
