@@ -15,7 +15,7 @@ from chaoskit.observe.metrics import AUDIT_METRICS
 from chaoskit.run.checks import CheckResult, GuardrailWatch, judge
 from chaoskit.run.result import Status
 
-__all__ = ["check_phases", "final_checks", "verdict_of"]
+__all__ = ["check_phases", "final_checks", "unjudged", "verdict_of"]
 
 Span = tuple[float, float]
 
@@ -78,16 +78,34 @@ def final_checks(
     return checks
 
 
-def verdict_of(status: Status, checks: Sequence[CheckResult]) -> Verdict:
-    """The run's verdict: a failed check is a violation; a check that could not be judged
-    is never a pass, so a run with one (and no violation) ends as an error."""
+def unjudged(checks: Sequence[CheckResult], hypothesis: Sequence[Check]) -> list[CheckResult]:
+    """Hypothesis checks that could not be judged: never a pass.
+
+    A hypothesis for phase "all" means every phase the run had data in: a short phase
+    without data is no gap as long as the metric was judged in another phase.
+    """
+    every_phase = {h.metric for h in hypothesis if h.phase == "all"}
+    judged = {c.metric for c in checks if c.ok is not None}
+    return [
+        c
+        for c in checks
+        if c.kind in ("hypothesis", "audit")
+        and c.ok is None
+        and not (c.metric in every_phase and c.metric in judged and c.note == "no data")
+    ]
+
+
+def verdict_of(
+    status: Status, checks: Sequence[CheckResult], hypothesis: Sequence[Check] = ()
+) -> Verdict:
+    """The run's verdict: a failed check is a violation (a finding, whatever else happened);
+    a check that could not be judged is never a pass, so without a violation it is an error."""
     if status == "error":
         return "error"
     if status in ("aborted", "interrupted"):
         return "aborted"
-    judged = [c for c in checks if c.kind in ("hypothesis", "audit")]
-    if any(c.ok is False for c in judged):
+    if any(c.ok is False for c in checks if c.kind in ("hypothesis", "audit")):
         return "violated"
-    if any(c.ok is None for c in judged):
+    if unjudged(checks, hypothesis):
         return "error"
     return "held"
