@@ -187,5 +187,23 @@ def _check_phases(
         "recovery": (last, duration) if duration > last else None,
     }
     if phases["recovery"] is None:
-        notes.append("no recovery period: a fault lasts until the load ends")
+        notes.append(_no_recovery_note(windows, duration))
     return phases
+
+
+def _no_recovery_note(windows: list[FaultWindow], duration: float) -> str:
+    """Why nothing is left to recover in: name the fault that reaches the load end, and how."""
+    window = next(w for w in windows if w.span(duration)[1] >= duration)
+    if window.start is None:
+        return (
+            f'no recovery period: fault "{window.name}" starts when a metric says, so it may '
+            "be active until the load ends"
+        )
+    if window.end is None:
+        return (
+            f'no recovery period: fault "{window.name}" has no `for`: it lasts until the load ends'
+        )
+    return (
+        f'no recovery period: fault "{window.name}" lasts until {format_duration(window.end)}, '
+        f"and the load ends at {format_duration(duration)}"
+    )

@@ -207,9 +207,13 @@ def format_amount(value: float) -> str:
     """A count or rate, short: 1000000 -> "1M", 2500 -> "2.5k", 12.5 -> "12.5"."""
     if math.isnan(value):
         return "?"
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    # Pick the unit after rounding, so 999,999 reads "1M", not "1e+03k".
+    for size, suffix in ((1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T")):
+        shown = float(f"{value / size:.3g}")
+        if abs(shown) < 1000:
+            return f"{shown:g}{suffix}"
     return f"{value:.3g}"
 
 
