@@ -18,7 +18,7 @@ from ruamel.yaml.comments import CommentedMap
 from chaoskit._yaml import Loc, Place, load_yaml, plain, read_input
 from chaoskit._yaml import show as _show
 from chaoskit.errors import ExperimentError
-from chaoskit.experiment.durations import format_duration
+from chaoskit.experiment.durations import format_duration, format_duration_approx
 from chaoskit.experiment.limits import (
     MAX_PEAK_RATE,
     MAX_PEAK_USERS,
@@ -282,7 +282,7 @@ def _check_timing(
     experiment: Experiment, duration: float, tree: CommentedMap, source: Path
 ) -> None:
     """Refuse timings the run can never honour: they are typos, not plans."""
-    load_end = format_duration(duration)
+    load_end = format_duration_approx(duration)
     for index, fault in enumerate(experiment.faults):
         if fault.when is None and fault.at >= duration:
             _refuse(

@@ -244,3 +244,58 @@ def test_progress_line_prints_every_few_seconds_and_notable_events() -> None:
     )
     assert lines[0] == "t=1s fault slow-coupon applied (latency)"
     assert "\x1b" not in out
+
+
+# ---------------------------------------------------------------- 80x24, and true things
+
+
+def test_a_full_dashboard_fits_80_by_24_with_every_check_and_the_bottom_border() -> None:
+    console = Console(file=io.StringIO(), width=80, height=24)
+    board = fed_dashboard(console)
+    for metric in ("lost_orders", "phantom_orders"):
+        board.handle(
+            Event("check", 89.0, {"kind": "hypothesis", "metric": metric, "ok": True, "max": 0})
+        )
+    board.handle(Event("fault_applied", 89.5, {"name": "rider-shortage-peak", "kind": "riders"}))
+    lines = render(board, console).splitlines()
+    # A live view one line shorter than the terminal: the cursor line must not scroll it.
+    assert len(lines) <= 23, len(lines)
+    assert max(len(line) for line in lines) <= 80
+    assert lines[-1].startswith("╰") and lines[-1].endswith("╯")  # the bottom border
+    out = "\n".join(lines)
+    for metric in ("fulfilment_rate>=0.95", "error_rate<=0.5", "lost_orders<=0", "phantom_orders"):
+        assert metric in out, metric  # 4 check rows, none cut
+    assert "● rider-shortage-peak to load end" in out  # the whole name, before its kind
+
+
+def test_final_frames_do_not_show_more_time_than_planned() -> None:
+    console = Console(file=io.StringIO(), width=80, height=24)
+    board = fed_dashboard(console)
+    board.handle(Event("phase_changed", 300.5, {"phase": "drain"}))
+    board.handle(Event("run_ended", 302.0, {"status": "completed", "verdict": "held"}))
+    header = render(board, console).splitlines()[:2]
+    assert "05:02 / 05:00" not in header[0]
+    assert "05:00 / 05:00 +2s" in header[0]
+    assert "phase drain" in header[1] and "load surge" not in header[1]
+
+
+def test_a_window_without_requests_yet_shows_no_retry_factor() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    board = Dashboard(console=console, plan=PLAN, name="x")
+    board.handle(Event("sample", 1.0, {"metrics": metrics(retry_amplification=0.0)}))
+    out = render(board, console)
+    assert "x0.00" not in out and "retry x-" in out
+
+
+def test_progress_line_says_the_real_limit_and_no_none() -> None:
+    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    progress = ProgressLine(console=console, every_s=5)
+    # What the runner emits: the guardrail's bounds, not a "limit" key.
+    progress.handle(
+        Event("guardrail_breached", 9.0, {"metric": "error_rate", "value": 1.0, "max": 0.99})
+    )
+    progress.handle(Event("phase_changed", 10.0, {"phase": "drain"}))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "t=9s GUARDRAIL error_rate=1 (limit <=0.99)" in out
+    assert "None" not in out
+    assert "t=10s phase drain\n" in out
