@@ -40,6 +40,7 @@ __all__ = [
     "MAX_NODES",
     "Loc",
     "Place",
+    "decode",
     "did_you_mean",
     "load_yaml",
     "plain",
@@ -94,7 +95,7 @@ def decode(data: bytes, *, path: Path | None, error: type[FileInputError], what:
     if nul >= 0:
         line = data.count(b"\n", 0, nul) + 1
         raise error(
-            f"expected a YAML {what} file, got binary data (a NUL byte)", path=path, line=line
+            f"expected a {what} text file, got binary data (a NUL byte)", path=path, line=line
         )
     try:
         return data.decode("utf-8")

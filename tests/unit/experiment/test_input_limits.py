@@ -238,3 +238,59 @@ def test_a_bad_target_file_points_into_itself(tmp_path: Path) -> None:
     with pytest.raises(TargetFileError) as caught:
         load_experiment(path)
     assert caught.value.path == tmp_path / "t.yaml" and caught.value.line == 5
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"time_s,rate\n0,5\n\x00\x01\x02", "got binary data"),
+        (b"time_s,rate\n0,5\n10,\xff\n", "expected a UTF-8 text file, got byte 0xff"),
+        (
+            b"time_s,rate\n" + b"".join(b"%d,5\n" % i for i in range(10_005)),
+            "more than 10,000 rows",
+        ),
+        (b"time_s,rate\n0,5\n" + b'"' + b"x" * 200_000 + b'"\n', "not a CSV file"),
+    ],
+)
+def test_a_replay_csv_is_bounded_and_never_a_traceback(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    (tmp_path / "surge.csv").write_bytes(content)
+    path = tmp_path / "exp.yaml"
+    path.write_text("version: 1\nname: r\nload:\n  shape: {kind: replay, file: surge.csv}\n")
+    with pytest.raises(ExperimentError) as caught:
+        load_experiment(path)
+    assert expected in str(caught.value)
+    assert caught.value.path == tmp_path / "surge.csv"
+
+
+def test_no_recovery_note_names_the_fault_and_why() -> None:
+    from chaoskit.plan import build_plan
+
+    text = (
+        "version: 1\nname: n\nload:\n  shape: {kind: constant, for: 60s, rate: 5}\n"
+        "faults:\n  - name: trig\n    kind: store_pause\n    for: 5s\n"
+        "    when: {metric: error_rate, above: 0.5}\n"
+    )
+    notes = build_plan(parse_experiment(text, path="n.yaml")).notes
+    assert any(
+        'no recovery period: fault "trig" starts when a metric says' in note for note in notes
+    ), notes
+    assert not any("a fault lasts until the load ends" in note for note in notes), notes
+
+
+def test_up_refuses_bad_settings_before_starting_anything(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from chaoskit.cli import app
+
+    target = tmp_path / "t.yaml"
+    target.write_text(
+        "version: 1\nkind: local\nname: t\nbase_port: 40400\nsettings:\n  rider: {riders: -5}\n"
+    )
+    result = CliRunner(env={"CHAOSKIT_HOME": str(tmp_path / "home")}).invoke(
+        app, ["up", "--target", str(target)]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"{target}:6:19: settings.rider.riders" in result.output
+    assert not (tmp_path / "home").exists()  # no state, no process, no log
