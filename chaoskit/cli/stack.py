@@ -9,10 +9,12 @@ from typing import Literal
 import typer
 from rich.table import Table
 
-from chaoskit.cli._app import EXIT_ENVIRONMENT, app, console, err_console
+from chaoskit.cli._app import app, console, err_console
 from chaoskit.errors import InputError
-from chaoskit.stack.backend import StackBackend, StackStatus, open_backend
+from chaoskit.exit_codes import ExitCode
+from chaoskit.stack.backend import StackBackend, StackStatus
 from chaoskit.stack.endpoints import StackEndpoints
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.progress import RichStartupProgress
 from chaoskit.stack.state import RecordedStack, recorded_stacks
 from chaoskit.stack.target import BUILTIN_TARGETS, AttachTarget, Target, load_target, with_kind
@@ -139,7 +141,7 @@ def status(
         for problem in stack_status.problems:
             err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     if not stack_status.healthy:
-        raise typer.Exit(EXIT_ENVIRONMENT)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def _endpoints_table(endpoints: StackEndpoints) -> Table:

@@ -16,6 +16,7 @@ import sys
 import traceback
 
 from chaoskit.errors import ChaoskitError
+from chaoskit.exit_codes import ExitCode, exit_code_for_error
 
 _USAGE = "python -m chaoskit.load SPEC.json | --worker --master HOST:PORT"
 
@@ -54,11 +55,11 @@ def main(argv: list[str]) -> int:
         return run_local(spec, stop)
     except ChaoskitError as exc:
         print(f"load: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return int(exit_code_for_error(exc))
     except Exception as exc:  # the runner reads the error line; the traceback goes to stderr
         traceback.print_exc()
         emit({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
-        return 1
+        return int(ExitCode.ERROR)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,8 @@ and that no toxic and no changed setting outlives the run.
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -36,12 +35,7 @@ def only_run_dir(reports: Path) -> Path:
 
 
 def toxics_on(stack: RunStack) -> dict[str, list[str]]:
-    with stack.toxiproxy() as client:
-        return {
-            name: [t.name for t in client.toxics(name)]
-            for name in client.proxies()
-            if client.toxics(name)
-        }
+    return dict(stack.toxics())
 
 
 def wait_for_fault(stack: RunStack, timeout: float = 20.0) -> None:

@@ -16,7 +16,7 @@ from chaoskit.cli.experiment import render_plan
 from chaoskit.experiment.durations import format_duration_approx
 from chaoskit.experiment.loader import parse_experiment
 from chaoskit.load.shapes import format_amount
-from chaoskit.plan import build_plan
+from chaoskit.planning import build_plan
 
 
 @pytest.mark.parametrize("flag", ["--version", "-V"])

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from chaoskit.errors import ExperimentError, TargetFileError
+from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.experiment.loader import load_experiment, parse_experiment
 from chaoskit.stack.target import load_target, parse_target
 
@@ -174,7 +175,7 @@ def test_target_settings_are_checked_before_anything_starts(
         parse_target(text, path="t.yaml")
     assert caught.value.line == line, str(caught.value)
     assert expected in str(caught.value), str(caught.value)
-    assert caught.value.exit_code == 2
+    assert exit_code_for_error(caught.value) == 2
 
 
 def test_unknown_target_key_suggests_the_close_one() -> None:
@@ -265,7 +266,7 @@ def test_a_replay_csv_is_bounded_and_never_a_traceback(
 
 
 def test_no_recovery_note_names_the_fault_and_why() -> None:
-    from chaoskit.plan import build_plan
+    from chaoskit.planning import build_plan
 
     text = (
         "version: 1\nname: n\nload:\n  shape: {kind: constant, for: 60s, rate: 5}\n"

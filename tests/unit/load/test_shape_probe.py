@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from chaoskit.errors import ExperimentError
+from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.experiment.loader import load_experiment
 from chaoskit.load.shape_probe import ShapeProbeFailed, probe_custom_shape
 
@@ -27,7 +28,7 @@ def _validate(tmp_path: Path, source: str, cls: str = "shape.py:MyShape") -> Exp
     path.write_text(EXPERIMENT.format(cls=cls))
     with pytest.raises(ExperimentError) as caught:
         load_experiment(path)
-    assert caught.value.line == 5 and caught.value.exit_code == 2, str(caught.value)
+    assert caught.value.line == 5 and exit_code_for_error(caught.value) == 2, str(caught.value)
     assert "load.shape.class: " in str(caught.value)
     return caught.value
 
