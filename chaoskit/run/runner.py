@@ -32,10 +32,11 @@ from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
-from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.metrics import is_after_run
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.plan import Plan
 from chaoskit.report.summary import JournalWriter, Summary, SummaryWriter
+from chaoskit.run.audit_checks import judge_after_run
 from chaoskit.run.checks import CheckResult, GuardrailWatch, Threshold, judge
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.settings import stack_settings
@@ -240,7 +241,12 @@ class Runner:
             self._emit("phase_changed", {"phase": "drain"})
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
+                audit = run_audit(
+                    self.endpoints.services,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    phases=self._wall_phases(timeline),
+                )
             except ChaoskitError as exc:
                 self._errors.append(f"audit: {exc}")
         elif not self.endpoints.services:
@@ -283,7 +289,7 @@ class Runner:
         live_checks = [
             t
             for t in (self._threshold(h) for h in self.experiment.hypothesis)
-            if t.metric not in AUDIT_METRICS
+            if not is_after_run(t.metric)
         ]
         next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
@@ -543,63 +549,32 @@ class Runner:
             "recovery": (last, end) if end - last >= 1.0 else None,
         }
 
+    def _wall_phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float]]:
+        """The check phases as epoch-second spans, for the audit's per-phase ledger KPIs."""
+        spans = {n: s for n, s in self._phases(timeline).items() if s is not None}
+        # The last phase runs on to the drain: late answers of its intents belong to it.
+        last = max(spans, key=lambda n: spans[n][0], default=None)
+        return {
+            name: (self._t0 + start, math.inf if name == last else self._t0 + end)
+            for name, (start, end) in spans.items()
+        }
+
     def _final_checks(
         self, timeline: FaultTimeline, audit: AuditResult | None
     ) -> list[CheckResult]:
         overall = self.aggregator.overall()
         thresholds = [self._threshold(h) for h in self.experiment.hypothesis]
         checks = judge(
-            [t for t in thresholds if t.metric not in AUDIT_METRICS],
+            [t for t in thresholds if not is_after_run(t.metric)],
             phases=self._phases(timeline),
             window=self.aggregator.window,
             overall=overall,
         )
-        # Audit metrics exist once, after the drain: judged on the whole run.
-        for threshold in (t for t in thresholds if t.metric in AUDIT_METRICS):
-            invariant = None if audit is None else audit.invariants.get(threshold.metric)
-            if audit is None or audit.status == "skipped" or invariant is None:
-                reason = "audit skipped" if audit is None else (audit.reason or "audit skipped")
-                checks.append(
-                    CheckResult(
-                        "hypothesis",
-                        "overall",
-                        threshold.metric,
-                        threshold.min,
-                        threshold.max,
-                        None,
-                        None,
-                        note=reason,
-                    )
-                )
-            else:
-                value = float(invariant.count)
-                checks.append(
-                    CheckResult(
-                        "hypothesis",
-                        "overall",
-                        threshold.metric,
-                        threshold.min,
-                        threshold.max,
-                        value,
-                        threshold.ok(value),
-                        note="audit after drain",
-                    )
-                )
+        after_run = judge_after_run([t for t in thresholds if is_after_run(t.metric)], audit)
+        checks.extend(c for c in after_run if c.kind == "hypothesis")
         guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
         checks.extend(guardrails.final(self._abort))
-        if audit is not None and audit.status != "skipped":
-            for name, invariant in audit.invariants.items():
-                checks.append(
-                    CheckResult(
-                        "audit",
-                        "overall",
-                        name,
-                        None,
-                        0.0,
-                        float(invariant.count),
-                        invariant.count == 0,
-                    )
-                )
+        checks.extend(c for c in after_run if c.kind == "audit")
         return checks
 
     def _verdict(
@@ -629,6 +604,8 @@ class Runner:
                 if span is not None:
                     row = self.aggregator.windows(span[0], span[1])
                     per_phase[phase] = dict(row)
+                    if audit is not None:
+                        per_phase[phase].update(audit.kpis(phase))
         experiment = self.experiment
         summary: dict[str, Any] = {
             "schema": 1,
@@ -653,7 +630,10 @@ class Runner:
                 "target_kind": self.endpoints.kind,
                 "workers": self.settings.workers,
             },
-            "metrics": self.aggregator.overall(),
+            "metrics": {
+                **self.aggregator.overall(),
+                **(audit.kpis() if audit is not None else {}),
+            },
             "phases": per_phase,
             "checks": [c.to_json() for c in checks],
             "faults": timeline.to_json(),
