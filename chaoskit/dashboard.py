@@ -111,6 +111,7 @@ class _State:
     breach: str = ""
     ended: str = ""
     message: str = ""
+    audit: dict[str, Any] | None = None  # the audit event's data, once the ledgers are read
 
 
 def _bound(spec: Mapping[str, Any]) -> str:
@@ -179,6 +180,8 @@ class _Tracker:
                 verdict = data.get("verdict")
                 if verdict:
                     s.ended += f" ({verdict})"
+            elif event.type == "audit":
+                s.audit = dict(data)
             elif event.type == "log" and data.get("level") in ("warning", "error"):
                 s.message = str(data.get("message", ""))
 
@@ -220,6 +223,7 @@ class _Tracker:
                 breach=s.breach,
                 ended=s.ended,
                 message=s.message,
+                audit=s.audit,
             )
 
     def load_phase_at(self, t: float, fallback: str) -> str:
@@ -371,7 +375,10 @@ class Dashboard:
         fulfilment.append(_pct(rate), self._style(style))
         fulfilment.append(f"  in {_secs(m.get('fulfilment_time_p95_s'))} p95")
         lines = [
-            Text(f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"),
+            Text(
+                f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"
+                f"  first try failed {_pct(m.get('first_try_failure_rate'))}"
+            ),
             fulfilment,
             self._spark(s, "fulfilment_rate"),
         ]
@@ -411,7 +418,20 @@ class Dashboard:
             Text(f"delay p95 {_secs(m.get('coupon_delay_p95_s'))}"),
             self._spark(s, "coupon_pending", 20),
         ]
+        if s.audit is not None:
+            # After the drain the ledgers say what the buyers got: that replaces the sparkline.
+            lines[2] = self._free_orders(s.audit)
         return self._panel("Coupons", lines, 5)
+
+    def _free_orders(self, audit: Mapping[str, Any]) -> Text:
+        overall = (audit.get("free_orders") or {}).get("overall") or {}
+        entitled, honoured = overall.get("entitled"), overall.get("honoured")
+        rate = honoured / entitled if entitled and honoured is not None else None
+        lost = ((audit.get("invariants") or {}).get("lost_entitlements") or {}).get("count")
+        line = Text(f"free orders {_pct(rate)}")
+        if lost:
+            line.append(f"  lost {_num(lost)}", self._style("red"))
+        return line
 
     def _stores(self, m: Mapping[str, float | None]) -> Panel:
         lines = [

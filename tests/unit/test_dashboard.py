@@ -244,3 +244,19 @@ def test_progress_line_prints_every_few_seconds_and_notable_events() -> None:
     )
     assert lines[0] == "t=1s fault slow-coupon applied (latency)"
     assert "\x1b" not in out
+
+
+def test_first_try_failures_live_and_free_orders_after_the_audit() -> None:
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    board = fed_dashboard(console)
+    board.handle(Event("sample", 90.0, {"metrics": metrics(first_try_failure_rate=0.5)}))
+    assert "first try failed 50.0%" in render(board, console)
+    audit = {
+        "status": "failed",
+        "invariants": {"lost_entitlements": {"count": 37, "order_ids": ["a"]}},
+        "free_orders": {"overall": {"entitled": 200, "honoured": 163, "in_slo": None}},
+    }
+    board.handle(Event("audit", 95.0, audit))
+    console.file = io.StringIO()
+    out = render(board, console)
+    assert "free orders 81.5%" in out and "lost 37" in out
