@@ -49,7 +49,7 @@ from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
-from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.metrics import is_after_run
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
@@ -290,7 +290,12 @@ class Runner:
             self._emit(PhaseChanged(t=self.clock(), phase="drain"))
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
+                audit = run_audit(
+                    self.endpoints.services,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    phases=self._wall_phases(timeline),
+                )
             except ChaoskitError as exc:
                 # An audit that could not read the ledger judged nothing: an error, not a pass.
                 status = "error"
@@ -313,8 +318,8 @@ class Runner:
             verdict=verdict,
             exit_code=exit_code_for_verdict(verdict),
             checks=tuple(checks),
-            metrics=self.aggregator.overall(),
-            phases=self._phase_metrics(timeline),
+            metrics={**self.aggregator.overall(), **(audit.kpis() if audit else {})},
+            phases=self._phase_metrics(timeline, audit),
             audit=audit,
             faults=timeline.records(),
             abort=self._abort_record(status),
@@ -403,7 +408,7 @@ class Runner:
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
         guardrails = GuardrailWatch(self.plan.guardrails)
-        live_checks = [h for h in self.plan.hypothesis if h.metric not in AUDIT_METRICS]
+        live_checks = [h for h in self.plan.hypothesis if not is_after_run(h.metric)]
         next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
         next_sample = 1.0
@@ -641,12 +646,27 @@ class Runner:
             tripped=self._abort,
         )
 
-    def _phase_metrics(self, timeline: FaultTimeline) -> dict[str, dict[str, float | None]]:
+    def _phase_metrics(
+        self, timeline: FaultTimeline, audit: AuditResult | None
+    ) -> dict[str, dict[str, float | None]]:
         """Each check phase's metrics, computed once: the values the checks judged."""
         return {
-            phase: dict(self.aggregator.windows(span[0], span[1]))
+            phase: {
+                **self.aggregator.windows(span[0], span[1]),
+                **(audit.kpis(phase) if audit is not None else {}),
+            }
             for phase, span in self._phases(timeline).items()
             if span is not None
+        }
+
+    def _wall_phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float]]:
+        """The check phases as epoch-second spans, for the audit's per-phase ledger KPIs."""
+        spans = {n: s for n, s in self._phases(timeline).items() if s is not None}
+        # The last phase runs on to the drain: late answers of its intents belong to it.
+        last = max(spans, key=lambda n: spans[n][0], default=None)
+        return {
+            name: (self._t0 + start, math.inf if name == last else self._t0 + end)
+            for name, (start, end) in spans.items()
         }
 
     def _abort_record(self, status: Status) -> Abort | None:

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from chaoskit.dashboard import Dashboard, ProgressLine, sparkline
 from chaoskit.events import (
+    AuditDone,
     CheckJudged,
     FaultApplied,
     FaultRemoved,
@@ -307,3 +308,19 @@ def test_a_breached_guardrail_shows_its_real_limit() -> None:
     board = fed_dashboard(console)
     board.handle(GuardrailTripped(t=95.0, metric="error_rate", value=1.0, min=None, max=0.99))
     assert "guardrail breached: error_rate=1 (limit <=0.99)" in render(board, console)
+
+
+def test_first_try_failures_live_and_free_orders_after_the_audit() -> None:
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    board = fed_dashboard(console)
+    board.handle(Sample(t=90.0, metrics=metrics(first_try_failure_rate=0.5)))
+    assert "first try failed 50.0%" in render(board, console)
+    audit = {
+        "status": "failed",
+        "invariants": {"lost_entitlements": {"count": 37, "order_ids": ["a"]}},
+        "free_orders": {"overall": {"entitled": 200, "honoured": 163, "in_slo": None}},
+    }
+    board.handle(AuditDone(t=95.0, audit=audit))
+    console.file = io.StringIO()
+    out = render(board, console)
+    assert "free orders 81.5%" in out and "lost 37" in out
