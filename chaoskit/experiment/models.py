@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
+from chaoskit.journey.models import JourneyConfig
 from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES
 
@@ -153,9 +154,19 @@ Service = Annotated[
     WithJsonSchema({"type": "string", "enum": list(SERVICES)}),
 ]
 _METRIC_NAMES = tuple(METRICS)
+_STEP_METRIC = re.compile(r"^failures\.[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _metric(value: str) -> str:
+    # failures.<step> of any journey step: the journey (target or experiment) names them.
+    if _STEP_METRIC.match(value):
+        return value
+    return _one_of("metric", _METRIC_NAMES).func(value)  # type: ignore[no-any-return]
+
+
 Metric = Annotated[
     str,
-    _one_of("metric", _METRIC_NAMES),
+    AfterValidator(_metric),
     WithJsonSchema({"type": "string", "enum": list(_METRIC_NAMES)}),
 ]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -437,6 +448,9 @@ class LoadSettings(_Model):
     max_inflight: int = Field(default=2000, ge=1)
     behaviour: Behaviour = Field(default_factory=Behaviour)
     shape: Shape
+    # What one buyer's order is as HTTP requests; None: the target's journey (the built-in
+    # agent-buyer unless the target file names one).
+    journey: JourneyConfig | None = None
 
 
 # ---------------------------------------------------------------- faults
