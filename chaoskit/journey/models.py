@@ -265,8 +265,8 @@ class JourneyConfig(_Model):
     vars: dict[str, VarSpec] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
     order_id: str = "{{order_key}}"  # names the order in the team's ledger (for the audit)
-    # A Python journey's step names (what it passes to Outcome.failed and as request
-    # name=): each becomes a failures.<step> metric. Others count under "journey".
+    # A Python journey's step names (what it passes to Outcome.failed): each becomes a
+    # failures.<step> metric; a step not listed counts under "journey".
     step_names: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")

@@ -160,7 +160,11 @@ def _json_parts(value: Any) -> list[Part]:
             return [(whole.group(1), json_value)]
         if "{{" not in value:
             return [json_string(value)]
-        return ['"', *_parse(value, _in_json_string), '"']
+        inner = [
+            json_string(part)[1:-1] if isinstance(part, str) else part
+            for part in _parse(value, _in_json_string)
+        ]
+        return ['"', *inner, '"']
     return [json_value(value)]
 
 

@@ -69,16 +69,22 @@ def load_hook(reference: str) -> HookFunction:
 class HookClient:
     """Locust's ``FastHttpSession`` API for a Python journey; every request is counted.
 
-    A request's ``name`` is the step its failure counts under (``request`` when unnamed).
-    An absolute URL must be on the target's allow-list: a journey never leaves it.
+    Requests count in requests, latency and errors; the failure's step is the one the
+    journey's ``Outcome.failed(step)`` names. An absolute URL must be on the target's
+    allow-list: a journey never leaves it.
     """
 
     def __init__(
-        self, session: FastHttpSession, tally: Tally, allowed_hosts: frozenset[str]
+        self,
+        session: FastHttpSession,
+        tally: Tally,
+        allowed_hosts: frozenset[str],
+        headers: Mapping[str, str],
     ) -> None:
         self.session = session
         self._tally = tally
         self._allowed = allowed_hosts
+        self._headers = headers  # the target's (run tag, auth), under the journey's own
 
     @property
     def base_url(self) -> str:
@@ -91,12 +97,15 @@ class HookClient:
             host = (urlsplit(url).hostname or "").lower()
             if host not in self._allowed:
                 raise SafetyRefusal(f"journey request to {host!r}: not in allowed_hosts")
+        kwargs["headers"] = {**self._headers, **(kwargs.get("headers") or {})}
         began = time.perf_counter()
         response = self.session.request(method, url, name=name, **kwargs)
         latency_ms = (time.perf_counter() - began) * 1000.0
         status = int(getattr(response, "status_code", 0) or 0)
-        ok = 0 < status < 400 and getattr(response, "error", None) is None
-        self._tally.request(latency_ms, ok=ok, step=name or "request")
+        self._tally.request(latency_ms, ok=True)
+        if not 0 < status < 400 or getattr(response, "error", None) is not None:
+            # An error answer; the step it fails is the journey's to say (its Outcome).
+            self._tally.counts["request_errors"] += 1
         return response
 
     def get(self, url: str, **kwargs: Any) -> Any:
@@ -140,6 +149,7 @@ class JourneyDriver:
         if config.python_ref is not None:
             file_name, function_name = config.python_ref
             self._hook = load_hook(f"{file_name}:{function_name}")
+            self._hook_steps = frozenset(config.failure_steps())
             self._hook_headers = headers
         else:
             steps = [
@@ -307,7 +317,7 @@ class JourneyDriver:
             place=intent.place,
             deadline_min=intent.deadline_min,
         )
-        client = HookClient(session, self._tally, self._allowed)
+        client = HookClient(session, self._tally, self._allowed, self._hook_headers)
         try:
             result = self._hook(client, journey_intent)
         except gevent.GreenletExit:
@@ -321,7 +331,9 @@ class JourneyDriver:
         order_id = result.order_id or order_key
         if result.fulfilled:
             return Attempt("ok", None, None, False), order_id
-        return Attempt("failed", result.step or "journey", None, result.retryable), order_id
+        step = result.step if result.step in self._hook_steps else "journey"
+        self._tally.failed_steps[step] += 1  # one failed attempt, at the step it names
+        return Attempt("failed", step, None, result.retryable), order_id
 
 
 def _json(response: Any) -> Any:
