@@ -4,7 +4,7 @@ The pure part (models, templates, JSONPath, the built-in agent buyer, what a Pyt
 gets and returns); the engine's driver is ``chaoskit.load.journey_run``.
 """
 
-from chaoskit.journey.builtin import agent_buyer
+from chaoskit.journey.builtin import agent_buyer, resolve_journey
 from chaoskit.journey.compiled import CompiledJourney, compile_journey
 from chaoskit.journey.models import BUILTIN_JOURNEYS, BUILTIN_VARS, JourneyConfig
 from chaoskit.journey.outcome import JourneyIntent, Outcome
@@ -18,4 +18,5 @@ __all__ = [
     "Outcome",
     "agent_buyer",
     "compile_journey",
+    "resolve_journey",
 ]

@@ -6,7 +6,7 @@ from typing import Literal
 
 from chaoskit.journey.models import JourneyConfig
 
-__all__ = ["agent_buyer"]
+__all__ = ["agent_buyer", "resolve_journey"]
 
 
 def agent_buyer(
@@ -45,3 +45,15 @@ def agent_buyer(
             "order_id": "{{order_key}}",
         }
     )
+
+
+def resolve_journey(
+    journey: JourneyConfig | None,
+    *,
+    orders_path: str = "/orders",
+    intent_format: Literal["text", "fields"] = "text",
+) -> JourneyConfig:
+    """The journey a run drives: ``journey``, or the built-in on the target's orders path."""
+    if journey is not None and journey.builtin is None:
+        return journey
+    return agent_buyer(orders_path=orders_path, intent_format=intent_format)

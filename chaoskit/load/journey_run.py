@@ -14,14 +14,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import gevent
-from locust.contrib.fasthttp import FastHttpSession
 
 from chaoskit.errors import InputError, SafetyRefusal
-from chaoskit.journey.builtin import agent_buyer
+from chaoskit.journey.builtin import resolve_journey
 from chaoskit.journey.compiled import CompiledJourney, CompiledStep, compile_journey
 from chaoskit.journey.models import JourneyConfig
 from chaoskit.journey.outcome import JourneyIntent, Outcome
@@ -29,6 +28,9 @@ from chaoskit.journey.paths import MISSING
 from chaoskit.load.intents import RETRYABLE_4XX, Attempt, Intent
 from chaoskit.load.spec import LOCAL_HOSTS, LoadSpec, expand_env
 from chaoskit.load.tally import Tally
+
+if TYPE_CHECKING:
+    from locust.contrib.fasthttp import FastHttpSession
 
 __all__ = ["HookClient", "JourneyDriver", "journey_of", "load_hook"]
 
@@ -38,9 +40,9 @@ HookFunction = Callable[[Any, JourneyIntent], Any]
 
 def journey_of(spec: LoadSpec) -> JourneyConfig:
     """The spec's journey, or the built-in agent buyer on the spec's orders path."""
-    if spec.journey is not None:
-        return spec.journey
-    return agent_buyer(orders_path=spec.orders_path, intent_format=spec.intent_format)
+    return resolve_journey(
+        spec.journey, orders_path=spec.orders_path, intent_format=spec.intent_format
+    )
 
 
 def load_hook(reference: str) -> HookFunction:

@@ -27,7 +27,7 @@ from chaoskit.faults.actuators import FaultSpec, make_actuator
 from chaoskit.faults.domain import AdminClient
 from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec, Trigger
 from chaoskit.faults.toxiproxy import ToxiproxyClient
-from chaoskit.journey import JourneyConfig, agent_buyer
+from chaoskit.journey import JourneyConfig, resolve_journey
 from chaoskit.load.process import LoadProcess
 from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
@@ -481,10 +481,8 @@ class Runner:
 
     def _journey_config(self) -> JourneyConfig:
         """The journey this run drives (the built-in agent-buyer unless one is named)."""
-        journey = self._journey()
-        if journey is not None:
-            return journey
-        return agent_buyer(
+        return resolve_journey(
+            self._journey(),
             orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
             intent_format="fields"
             if getattr(self.endpoints, "intent_format", "text") == "fields"

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from chaoskit.errors import ExperimentError, TargetFileError
 from chaoskit.experiment.loader import parse_experiment
-from chaoskit.journey import JourneyConfig, agent_buyer, compile_journey
+from chaoskit.journey import JourneyConfig, agent_buyer, compile_journey, resolve_journey
 from chaoskit.journey.paths import MISSING, PathSyntaxError, compile_path
 from chaoskit.journey.template import compile_json, compile_text
 from chaoskit.load.intents import make_intent
@@ -226,3 +226,13 @@ def test_experiment_journey_error_names_file_line_and_key(tmp_path: Path) -> Non
     good = parse_experiment(text.replace("$.a[", "$.a"), path=tmp_path / "exp.yaml")
     assert good.load.journey is not None
     assert good.hypothesis[0].metric == "failures.checkout"
+
+
+def test_the_builtin_by_name_is_the_agent_buyer_on_the_targets_orders_path() -> None:
+    by_name = JourneyConfig.model_validate("agent-buyer")
+    journey = resolve_journey(by_name, orders_path="/v1/orders", intent_format="fields")
+    assert journey.steps[0].request.path == "/v1/orders"
+    assert "item" in journey.steps[0].request.json_body
+    assert resolve_journey(None, orders_path="/v1/orders", intent_format="fields") == journey
+    own = JourneyConfig.model_validate(SHOP_JOURNEY)
+    assert resolve_journey(own) is own
