@@ -53,7 +53,6 @@ if TYPE_CHECKING:  # the names, for type checkers; imported on first use at run 
     from chaoskit.run.checks import CheckResult
     from chaoskit.run.result import Abort, RunResult
     from chaoskit.run.safety import SafetyReview
-    from chaoskit.stack.target import Target
 
 # Imported on first use: `import chaoskit.experiment` must not pull in the runner, httpx,
 # the stack backends or locust.
@@ -88,7 +87,6 @@ _LAZY: dict[str, str] = {
     "SafetyReview": "chaoskit.run.safety",
     "Sample": "chaoskit.events",
     "StackConfigured": "chaoskit.events",
-    "Target": "chaoskit.stack.target",
     "TargetFileError": "chaoskit.errors",
     "WorkerLost": "chaoskit.events",
     "load_experiment": "chaoskit._api",
@@ -129,7 +127,6 @@ __all__ = [
     "SafetyReview",
     "Sample",
     "StackConfigured",
-    "Target",
     "TargetFileError",
     "WorkerLost",
     "__version__",

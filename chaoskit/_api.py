@@ -28,7 +28,8 @@ from chaoskit.run.ownership import hold_target
 from chaoskit.run.result import RunResult
 from chaoskit.run.runner import Runner, RunSettings, new_run_id
 from chaoskit.run.safety import SafetyReview, preflight
-from chaoskit.stack.backend import ProgressCallback, StackBackend, open_backend
+from chaoskit.stack.backend import ProgressCallback, StackBackend
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.state import chaoskit_home
 from chaoskit.stack.target import AttachTarget, DockerTarget, LocalTarget, Target, load_target
 

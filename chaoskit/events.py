@@ -6,7 +6,7 @@ before it), ``wall`` the Unix time it happened. ``to_json()`` is the event's lin
 ``events.jsonl``: ``{"type": <kind>, "t", "wall", <fields>}``.
 
 A handler's own failure never stops the run or skips a rollback: ``EventBus.emit``
-catches it, records it once per handler, and goes on.
+catches it, reports it, detaches that handler and goes on.
 """
 
 from __future__ import annotations
@@ -235,12 +235,11 @@ class EventHandler(Protocol):
 
 
 class EventBus:
-    """Delivers events to handlers in order; a failing handler is reported, never fatal."""
+    """Delivers events to handlers in order; a failing handler is reported and detached."""
 
     def __init__(self, *, on_handler_error: Callable[[object, BaseException], None] | None = None):
         self._handlers: list[EventHandler] = []
         self._lock = threading.Lock()
-        self._failed: set[int] = set()
         self._on_handler_error = on_handler_error
 
     def subscribe(self, handler: EventHandler) -> None:
@@ -255,8 +254,10 @@ class EventBus:
         for handler in handlers:
             try:
                 handler.handle(event)
-            except Exception as exc:  # a handler must never break the run
-                if id(handler) not in self._failed:
-                    self._failed.add(id(handler))
-                    if self._on_handler_error is not None:
-                        self._on_handler_error(handler, exc)
+            except Exception as exc:  # a handler must never break the run: detach it
+                with self._lock:
+                    if handler not in self._handlers:
+                        continue  # another thread already detached it
+                    self._handlers.remove(handler)
+                if self._on_handler_error is not None:
+                    self._on_handler_error(handler, exc)

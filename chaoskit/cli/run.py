@@ -14,7 +14,7 @@ from chaoskit.cli.experiment import render_plan
 from chaoskit.errors import InputError
 from chaoskit.events import Event
 from chaoskit.run.cleanup import cleanup as run_cleanup
-from chaoskit.stack.backend import open_backend
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.progress import RichStartupProgress
 from chaoskit.stack.state import chaoskit_home
 from chaoskit.stack.target import load_target

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -22,41 +22,13 @@ from chaoskit.events import (
     FaultUpdated,
     LogMessage,
 )
-from chaoskit.faults.actuators import Actuator, FaultSpec
+from chaoskit.faults.actuators import Actuator
+from chaoskit.planning import FaultWindow
 
-__all__ = ["FaultRecord", "FaultState", "FaultTimeline", "FaultWindowSpec", "Trigger"]
+__all__ = ["FaultRecord", "FaultState", "FaultTimeline"]
 
 Status = Literal["pending", "active", "removed", "failed", "skipped"]
 _RAMP_STEP_S = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    """Start a fault when ``metric`` is above/below a value for ``for_s`` seconds."""
-
-    metric: str
-    above: float | None = None
-    below: float | None = None
-    for_s: float = 0.0
-
-    def holds(self, value: float | None) -> bool:
-        """Whether one sample meets the condition."""
-        if value is None:
-            return False
-        if self.above is not None and not value > self.above:
-            return False
-        return not (self.below is not None and not value < self.below)
-
-
-@dataclass(frozen=True, slots=True)
-class FaultWindowSpec:
-    """One fault on the timeline: when it starts, how long it lasts, how it ramps."""
-
-    spec: FaultSpec
-    start: float | None  # run seconds; None when a trigger decides
-    duration: float | None  # None: until the load ends
-    ramp: float | None = None
-    trigger: Trigger | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,7 +53,7 @@ class FaultRecord:
 class FaultState:
     """A fault window as it plays out."""
 
-    window: FaultWindowSpec
+    window: FaultWindow
     start: float | None
     end: float | None
     status: Status = "pending"
@@ -99,7 +71,7 @@ class FaultState:
 
     def record(self) -> FaultRecord:
         """The fault as it played out so far."""
-        spec = self.window.spec
+        spec = self.window
         return FaultRecord(
             name=spec.name,
             kind=spec.kind,
@@ -126,8 +98,8 @@ class FaultTimeline:
     def __init__(
         self,
         *,
-        windows: list[FaultWindowSpec],
-        make_actuator: Callable[[FaultSpec], Actuator],
+        windows: Sequence[FaultWindow],
+        make_actuator: Callable[[FaultWindow], Actuator],
         emit: Callable[[Event], None],
         clock: Callable[[], float],
         tick_s: float = 0.01,
@@ -144,7 +116,7 @@ class FaultTimeline:
             FaultState(
                 window=w,
                 start=w.start,
-                end=None if w.start is None else _end(w.start, w.duration),
+                end=None if w.start is None else _end(w.start, w.length),
                 scheduled_at=w.start,
             )
             for w in windows
@@ -203,10 +175,10 @@ class FaultTimeline:
                 if trigger.holds(metrics.get(trigger.metric)):
                     if state.trigger_since is None:
                         state.trigger_since = t
-                    if t - state.trigger_since >= trigger.for_s:
+                    if t - state.trigger_since >= trigger.for_:
                         state.start = t
                         state.scheduled_at = t
-                        state.end = _end(t, state.window.duration)
+                        state.end = _end(t, state.window.length)
                 else:
                     state.trigger_since = None
 
@@ -240,7 +212,7 @@ class FaultTimeline:
         return max(0.0, min(1.0, (now - state.start) / ramp))
 
     def _apply(self, state: FaultState, now: float) -> None:
-        spec = state.window.spec
+        spec = state.window
         state.requested_at = now
         self._emit(
             FaultRequested(
@@ -285,10 +257,10 @@ class FaultTimeline:
         except Exception as exc:  # a missed ramp step is retried on the next one
             self._emit(LogMessage(t=now, level="warning", message=f"ramp step failed: {exc}"))
             return
-        self._emit(FaultUpdated(t=now, name=state.window.spec.name, level=round(state.level, 3)))
+        self._emit(FaultUpdated(t=now, name=state.window.name, level=round(state.level, 3)))
 
     def _remove(self, state: FaultState, reason: str) -> str | None:
-        spec = state.window.spec
+        spec = state.window
         asked = self._clock()
         error: str | None = None
         for attempt in range(3):

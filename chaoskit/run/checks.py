@@ -7,43 +7,16 @@ metric stays out of bounds for its whole ``for`` window.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from chaoskit.events import CheckJudged
+from chaoskit.experiment.models import Check, Guardrail
 
-__all__ = ["CheckResult", "GuardrailWatch", "Threshold", "judge"]
+__all__ = ["CheckResult", "GuardrailWatch", "judge"]
 
 PHASES = ("baseline", "during", "recovery", "overall")
-
-
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    """A bound on one metric; ``phase`` says where a hypothesis applies ("all" = every phase)."""
-
-    metric: str
-    min: float | None = None
-    max: float | None = None
-    phase: str = "all"
-    for_s: float = 0.0
-
-    def ok(self, value: float | None) -> bool | None:
-        """True within bounds, False outside, None when the metric has no value."""
-        if value is None:
-            return None
-        if self.min is not None and value < self.min:
-            return False
-        return not (self.max is not None and value > self.max)
-
-    def describe(self) -> str:
-        """The bound as a reader would say it."""
-        parts = []
-        if self.min is not None:
-            parts.append(f">= {self.min:g}")
-        if self.max is not None:
-            parts.append(f"<= {self.max:g}")
-        return f"{self.metric} {' and '.join(parts)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +75,7 @@ class CheckResult:
 
 
 def judge(
-    thresholds: list[Threshold],
+    thresholds: Sequence[Check],
     *,
     phases: dict[str, tuple[float, float] | None],
     window: Callable[[str, float, float], float | None],
@@ -155,7 +128,7 @@ def judge(
 class GuardrailWatch:
     """Trips when a guardrail's metric has been out of bounds for its whole ``for`` window."""
 
-    def __init__(self, guardrails: list[Threshold]) -> None:
+    def __init__(self, guardrails: Sequence[Guardrail]) -> None:
         self._guardrails = guardrails
         self._since: dict[int, float] = {}
 
@@ -165,7 +138,7 @@ class GuardrailWatch:
             ok = guardrail.ok(metrics.get(guardrail.metric))
             if ok is False:
                 since = self._since.setdefault(index, t)
-                if t - since >= guardrail.for_s:
+                if t - since >= guardrail.for_:
                     return CheckResult(
                         "guardrail",
                         "during",

@@ -53,6 +53,13 @@ class RunResult:
     reports: Mapping[str, Path] = field(default_factory=dict)  # format -> written file
     report_errors: Mapping[str, str] = field(default_factory=dict)  # format -> why not
 
+    def __repr__(self) -> str:
+        # What a failed `assert result.held` shows in pytest, which cuts reprs to ~240
+        # characters: the verdict and why first, the run id last (its folder: explain()).
+        reasons = [check.describe() for check in self.failed_checks] + list(self.errors)
+        why = f": {'; '.join(reasons)}" if reasons else ""
+        return f"RunResult({self.verdict}{why}; status={self.status} run={self.run_id})"
+
     @property
     def held(self) -> bool:
         """True when the hypothesis held: every check judged, none violated."""

@@ -14,6 +14,7 @@ import platform
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,18 +38,19 @@ from chaoskit.events import (
     StackConfigured,
     WorkerLost,
 )
-from chaoskit.exit_codes import Verdict, exit_code_for_verdict
-from chaoskit.experiment.models import Experiment
-from chaoskit.faults.actuators import FaultSpec, make_actuator
+from chaoskit.exit_codes import exit_code_for_verdict
+from chaoskit.experiment.models import Check, Experiment
+from chaoskit.faults.actuators import make_actuator
 from chaoskit.faults.domain import AdminClient
-from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec, Trigger
+from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
+from chaoskit.journey import JourneyConfig, resolve_journey
 from chaoskit.load.process import LoadProcess
 from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
-from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.metrics import is_after_run
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
@@ -71,8 +73,9 @@ from chaoskit.report.summary import (
 from chaoskit.report.summary import (
     Plan as SummaryPlan,
 )
-from chaoskit.run.checks import CheckResult, GuardrailWatch, Threshold, judge
+from chaoskit.run.checks import CheckResult, GuardrailWatch
 from chaoskit.run.health import EnvironmentWatch
+from chaoskit.run.judging import check_phases, final_checks, unjudged, verdict_of
 from chaoskit.run.lock import RunLock
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.result import Abort, RunResult, Status
@@ -146,7 +149,7 @@ class Runner:
         for handler in handlers or []:
             self.bus.subscribe(handler)
         self.summary = SummaryWriter(self.run_dir)
-        self.aggregator = MetricsAggregator()
+        self.aggregator = MetricsAggregator(failure_steps=self._journey_config().failure_steps())
         self._t0 = 0.0
         self._phase: Phase = "baseline"
 
@@ -201,7 +204,7 @@ class Runner:
         )
         self._t0 = time.time() + delay
         timeline = FaultTimeline(
-            windows=self._fault_windows(),
+            windows=self.plan.fault_windows,
             make_actuator=lambda spec: make_actuator(
                 spec,
                 run_id=self.run_id,
@@ -288,7 +291,12 @@ class Runner:
             self._emit(PhaseChanged(t=self.clock(), phase="drain"))
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
+                audit = run_audit(
+                    self.endpoints.services,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    phases=self._wall_phases(timeline),
+                )
             except ChaoskitError as exc:
                 # An audit that could not read the ledger judged nothing: an error, not a pass.
                 status = "error"
@@ -304,15 +312,15 @@ class Runner:
         status = self._unjudged(status, checks)
         if self._report_failed:
             status = "error"
-        verdict = self._verdict(status, checks)
+        verdict = verdict_of(status, checks, self.plan.hypothesis)
         result = RunResult(
             run_id=self.run_id,
             status=status,
             verdict=verdict,
             exit_code=exit_code_for_verdict(verdict),
             checks=tuple(checks),
-            metrics=self.aggregator.overall(),
-            phases=self._phase_metrics(timeline),
+            metrics={**self.aggregator.overall(), **(audit.kpis() if audit else {})},
+            phases=self._phase_metrics(timeline, audit),
             audit=audit,
             faults=timeline.records(),
             abort=self._abort_record(status),
@@ -352,11 +360,7 @@ class Runner:
 
         def excused() -> set[str]:
             # A container fault stops its service on purpose.
-            return {
-                s.window.spec.target
-                for s in timeline.active
-                if s.window.spec.kind.startswith("container")
-            }
+            return {s.window.target for s in timeline.active if s.window.family == "container"}
 
         lock = self.settings.lock
         watch = EnvironmentWatch(
@@ -370,26 +374,19 @@ class Runner:
         return watch
 
     def _unjudged(self, status: Status, checks: list[CheckResult]) -> Status:
-        """A hypothesis that could not be judged is never a pass: the run is an error."""
+        """A check that could not be judged is never a pass: named in the errors, and the
+        run is an error unless another check was violated (that is a finding either way)."""
         if status != "completed":
             return status
-        every_phase = {h.metric for h in self.experiment.hypothesis if h.phase == "all"}
-        judged = {c.metric for c in checks if c.ok is not None}
-        unjudged = [
-            c
-            for c in checks
-            if c.kind == "hypothesis"
-            and c.ok is None
-            # "all" means every phase the run had data in: a short phase without any is no
-            # gap as long as the metric was judged in another one.
-            and not (c.metric in every_phase and c.metric in judged and c.note == "no data")
-        ]
-        for check in unjudged:
+        gaps = unjudged(checks, self.plan.hypothesis)
+        for check in gaps:
             phase = f" [{check.phase}]" if check.phase else ""
             self._errors.append(
-                f"hypothesis {check.metric}{phase} could not be judged: {check.note or 'no data'}"
+                f"{check.kind} {check.metric}{phase} could not be judged: {check.note or 'no data'}"
             )
-        return "error" if unjudged else status
+        if gaps and verdict_of(status, checks, self.plan.hypothesis) != "violated":
+            return "error"
+        return status
 
     keyboard_interrupt = False
     _phase_started = 0.0
@@ -411,12 +408,8 @@ class Runner:
 
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
-        guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
-        live_checks = [
-            t
-            for t in (self._threshold(h) for h in self.experiment.hypothesis)
-            if t.metric not in AUDIT_METRICS
-        ]
+        guardrails = GuardrailWatch(self.plan.guardrails)
+        live_checks = [h for h in self.plan.hypothesis if not is_after_run(h.metric)]
         next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
         next_sample = 1.0
@@ -497,7 +490,7 @@ class Runner:
             if load.returncode is not None and tick is None:
                 return "completed" if load.returncode == 0 else "error"
 
-    def _live_checks(self, thresholds: list[Threshold], t: float) -> None:
+    def _live_checks(self, thresholds: Sequence[Check], t: float) -> None:
         """Each hypothesis on the current phase so far: what the verdict would be now.
 
         The open-ended window (start, inf) matches the current phase's merged histograms and
@@ -564,33 +557,6 @@ class Runner:
         return ""
 
     # --- parts -------------------------------------------------------------------------------
-    def _fault_windows(self) -> list[FaultWindowSpec]:
-        windows = []
-        for fault in self.experiment.faults:
-            trigger = None
-            if fault.when is not None:
-                trigger = Trigger(
-                    metric=fault.when.metric,
-                    above=fault.when.above,
-                    below=fault.when.below,
-                    for_s=fault.when.for_,
-                )
-            windows.append(
-                FaultWindowSpec(
-                    spec=FaultSpec(
-                        name=fault.name,
-                        kind=fault.kind,
-                        target=fault.target,
-                        params=fault.params(),
-                    ),
-                    start=None if trigger is not None else float(fault.at),
-                    duration=fault.for_,
-                    ramp=fault.ramp,
-                    trigger=trigger,
-                )
-            )
-        return windows
-
     def _load_spec(self) -> LoadSpec:
         load = self.experiment.load
         behaviour = load.behaviour
@@ -623,7 +589,26 @@ class Runner:
             if getattr(self.endpoints, "intent_format", "text") == "fields"
             else "text",
             caps=Caps.model_validate(self.settings.caps),
+            journey=self._journey(),
         )
+
+    def _journey_config(self) -> JourneyConfig:
+        """The journey this run drives (the built-in agent-buyer unless one is named)."""
+        return resolve_journey(
+            self._journey(),
+            orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
+            intent_format="fields"
+            if getattr(self.endpoints, "intent_format", "text") == "fields"
+            else "text",
+        )
+
+    def _journey(self) -> JourneyConfig | None:
+        """The experiment's journey, else the target's; None: the built-in agent-buyer."""
+        own = self.experiment.load.journey
+        if own is not None:
+            return own.resolved(self._base_dir())
+        journey = getattr(self.endpoints, "journey", None)
+        return journey if isinstance(journey, JourneyConfig) else None
 
     def _base_dir(self) -> Path:
         source = getattr(self.experiment, "source_path", None)
@@ -665,101 +650,43 @@ class Runner:
                 self._restore_failed = True
                 self._errors.append(f"could not restore {service} settings: {exc}")
 
-    def _threshold(self, check: Any) -> Threshold:
-        return Threshold(
-            metric=check.metric,
-            min=check.min,
-            max=check.max,
-            phase=getattr(check, "phase", "all"),
-            for_s=float(getattr(check, "for_", 0.0) or 0.0),
-        )
-
     def _phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float] | None]:
-        end = min(self.clock(), self.plan.duration_s)
-        spans = timeline.observed_windows()
-        if not spans:
-            return {"baseline": (0.0, end), "during": None, "recovery": None}
-        first = min(s for s, _ in spans)
-        last = max(e for _, e in spans)
-        return {
-            "baseline": (0.0, first) if first >= 1.0 else None,
-            "during": (first, min(last, end)),
-            "recovery": (last, end) if end - last >= 1.0 else None,
-        }
+        return check_phases(timeline.observed_windows(), min(self.clock(), self.plan.duration_s))
 
     def _final_checks(
         self, timeline: FaultTimeline, audit: AuditResult | None
     ) -> list[CheckResult]:
-        overall = self.aggregator.overall()
-        thresholds = [self._threshold(h) for h in self.experiment.hypothesis]
-        checks = judge(
-            [t for t in thresholds if t.metric not in AUDIT_METRICS],
+        return final_checks(
+            hypothesis=self.plan.hypothesis,
+            guardrails=self.plan.guardrails,
             phases=self._phases(timeline),
             window=self.aggregator.window,
-            overall=overall,
+            overall=self.aggregator.overall(),
+            audit=audit,
+            tripped=self._abort,
         )
-        # Audit metrics exist once, after the drain: judged on the whole run.
-        for threshold in (t for t in thresholds if t.metric in AUDIT_METRICS):
-            invariant = None if audit is None else audit.invariants.get(threshold.metric)
-            if audit is None or audit.status == "skipped" or invariant is None:
-                reason = "audit skipped" if audit is None else (audit.reason or "audit skipped")
-                checks.append(
-                    CheckResult(
-                        "hypothesis",
-                        "overall",
-                        threshold.metric,
-                        threshold.min,
-                        threshold.max,
-                        None,
-                        None,
-                        note=reason,
-                    )
-                )
-            else:
-                value = float(invariant.count)
-                checks.append(
-                    CheckResult(
-                        "hypothesis",
-                        "overall",
-                        threshold.metric,
-                        threshold.min,
-                        threshold.max,
-                        value,
-                        threshold.ok(value),
-                        note="audit after drain",
-                    )
-                )
-        guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
-        checks.extend(guardrails.final(self._abort))
-        if audit is not None and audit.status != "skipped":
-            for name, invariant in audit.invariants.items():
-                checks.append(
-                    CheckResult(
-                        "audit",
-                        "overall",
-                        name,
-                        None,
-                        0.0,
-                        float(invariant.count),
-                        invariant.count == 0,
-                    )
-                )
-        return checks
 
-    def _verdict(self, status: Status, checks: list[CheckResult]) -> Verdict:
-        if status == "error":
-            return "error"
-        if status in ("aborted", "interrupted"):
-            return "aborted"
-        failed = [c for c in checks if c.ok is False and c.kind in ("hypothesis", "audit")]
-        return "violated" if failed else "held"
-
-    def _phase_metrics(self, timeline: FaultTimeline) -> dict[str, dict[str, float | None]]:
+    def _phase_metrics(
+        self, timeline: FaultTimeline, audit: AuditResult | None
+    ) -> dict[str, dict[str, float | None]]:
         """Each check phase's metrics, computed once: the values the checks judged."""
         return {
-            phase: dict(self.aggregator.windows(span[0], span[1]))
+            phase: {
+                **self.aggregator.windows(span[0], span[1]),
+                **(audit.kpis(phase) if audit is not None else {}),
+            }
             for phase, span in self._phases(timeline).items()
             if span is not None
+        }
+
+    def _wall_phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float]]:
+        """The check phases as epoch-second spans, for the audit's per-phase ledger KPIs."""
+        spans = {n: s for n, s in self._phases(timeline).items() if s is not None}
+        # The last phase runs on to the drain: late answers of its intents belong to it.
+        last = max(spans, key=lambda n: spans[n][0], default=None)
+        return {
+            name: (self._t0 + start, math.inf if name == last else self._t0 + end)
+            for name, (start, end) in spans.items()
         }
 
     def _abort_record(self, status: Status) -> Abort | None:

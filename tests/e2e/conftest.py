@@ -43,6 +43,15 @@ class RunStack:
     def toxiproxy(self) -> ToxiproxyClient:
         return ToxiproxyClient(self.endpoints.toxiproxy_urls[0])
 
+    def toxics(self) -> dict[str, list[str]]:
+        """Every toxic in place now, by proxy (empty: nothing is faulted)."""
+        with self.toxiproxy() as client:
+            return {
+                name: [t.name for t in client.toxics(name)]
+                for name in client.proxies()
+                if client.toxics(name)
+            }
+
     def admin(self, service: str) -> dict[str, object]:
         response = httpx.get(f"{self.endpoints.services[service]}/admin", trust_env=False)
         response.raise_for_status()
