@@ -46,7 +46,6 @@ from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.journey import JourneyConfig, resolve_journey
 from chaoskit.load.process import LoadProcess
-from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
@@ -572,12 +571,7 @@ class Runner:
             model=load.model,
             shape=load.shape.model_dump(mode="json", by_alias=True),
             base_dir=str(self._base_dir()),
-            behaviour=SpecBehaviour(
-                reclick=behaviour.reclick,
-                think_time_s=behaviour.think_time,
-                reuse_idempotency_key=behaviour.reuse_idempotency_key,
-                request_timeout_s=behaviour.request_timeout,
-            ),
+            behaviour=behaviour,
             workers=self.settings.workers,
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
