@@ -307,3 +307,14 @@ def test_a_breached_guardrail_shows_its_real_limit() -> None:
     board = fed_dashboard(console)
     board.handle(GuardrailTripped(t=95.0, metric="error_rate", value=1.0, min=None, max=0.99))
     assert "guardrail breached: error_rate=1 (limit <=0.99)" in render(board, console)
+
+
+def test_progress_line_says_the_real_limit_and_no_none() -> None:
+    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    progress = ProgressLine(console=console, every_s=5)
+    progress.handle(GuardrailTripped(t=9.0, metric="error_rate", value=1.0, min=None, max=0.99))
+    progress.handle(PhaseChanged(t=10.0, phase="drain"))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "t=9s GUARDRAIL error_rate=1 (limit 0.99)" in out
+    assert "None" not in out
+    assert "t=10s phase drain\n" in out
