@@ -20,11 +20,13 @@ from chaoskit.errors import InputError
 from chaoskit.events import Event, EventHandler
 from chaoskit.experiment.loader import load_experiment
 from chaoskit.experiment.models import Experiment
+from chaoskit.load.limits import check_load_limits
 from chaoskit.planning import Plan, build_plan
 from chaoskit.report import write_reports
 from chaoskit.report.rundir import make_run_dir
+from chaoskit.run.ownership import hold_target
 from chaoskit.run.result import RunResult
-from chaoskit.run.runner import Runner, RunSettings
+from chaoskit.run.runner import Runner, RunSettings, new_run_id
 from chaoskit.run.safety import SafetyReview, preflight
 from chaoskit.stack.backend import ProgressCallback, StackBackend
 from chaoskit.stack.factory import open_backend
@@ -106,6 +108,13 @@ def rehearse(
     """
     loaded = _experiment(experiment)
     the_plan = build_plan(loaded)
+    check_load_limits(
+        workers=workers,
+        expect_workers=expect_workers,
+        model=the_plan.model,
+        peak=the_plan.peak,
+        unit=the_plan.unit,
+    )
     stack_target = resolve_target(loaded, target)
     backend = open_backend(stack_target)
     extra: dict[str, object] = {}
@@ -117,36 +126,49 @@ def rehearse(
         if not allowed:
             raise InputError("attach run not confirmed: nothing was touched")
         extra = {"watchdog_ttl_s": safety.watchdog_ttl_s, "caps": safety.caps}
-    # The run folder first: a bad reports_dir must not cost a stack start.
-    run_dir = make_run_dir(Path(reports_dir or loaded.report.dir), loaded.name)
-    started_here = _ensure_up(backend, stack_progress)
-    try:
-        all_handlers = list(handlers or [])
-        if on_event is not None:
-            all_handlers.append(_Callback(on_event))
-        runner = Runner(
-            experiment=loaded,
-            plan=the_plan,
-            endpoints=backend.endpoints(),
-            settings=RunSettings(
-                run_dir=run_dir,
-                state_dir=chaoskit_home(),
-                workers=expect_workers or workers,
-                expect_workers=expect_workers > 0,
-                master_port=master_port,
-                stop_on_worker_loss=stop_on_worker_loss,
-                master_bind=master_bind,
-                **extra,  # type: ignore[arg-type]
-            ),
-            handlers=all_handlers,
-        )
-        with _signals_end(runner) if handle_signals else _nothing():
-            result = runner.execute()
-        written = write_reports(run_dir, list(loaded.report.formats))
-        result = replace(result, reports=dict(written.paths), report_errors=dict(written.errors))
-    finally:
-        if started_here and not keep_stack:
-            backend.down()
+    # One run owns the target from here to its end: a second is refused (RunBusy, exit 4).
+    run_id = new_run_id()
+    with hold_target(
+        stack_target.name,
+        run_id=run_id,
+        toxiproxy_urls=lambda: (
+            list(backend.endpoints().toxiproxy_urls) if backend.is_up() else None
+        ),
+    ) as lock:
+        # The run folder first: a bad reports_dir must not cost a stack start.
+        run_dir = make_run_dir(Path(reports_dir or loaded.report.dir), loaded.name)
+        started_here = _ensure_up(backend, stack_progress)
+        try:
+            all_handlers = list(handlers or [])
+            if on_event is not None:
+                all_handlers.append(_Callback(on_event))
+            runner = Runner(
+                experiment=loaded,
+                plan=the_plan,
+                endpoints=backend.endpoints(),
+                settings=RunSettings(
+                    run_dir=run_dir,
+                    state_dir=chaoskit_home(),
+                    workers=expect_workers or workers,
+                    expect_workers=expect_workers > 0,
+                    master_port=master_port,
+                    stop_on_worker_loss=stop_on_worker_loss,
+                    master_bind=master_bind,
+                    lock=lock,
+                    **extra,  # type: ignore[arg-type]
+                ),
+                handlers=all_handlers,
+                run_id=run_id,
+            )
+            with _signals_end(runner) if handle_signals else _nothing():
+                result = runner.execute()
+            written = write_reports(run_dir, list(loaded.report.formats))
+            result = replace(
+                result, reports=dict(written.paths), report_errors=dict(written.errors)
+            )
+        finally:
+            if started_here and not keep_stack:
+                backend.down()
     if runner.keyboard_interrupt:
         raise KeyboardInterrupt
     return result

@@ -114,9 +114,16 @@ def up(
 def down(
     target: str | None = TARGET_OPTION,
     backend: Backend | None = BACKEND_OPTION,
+    force: bool = typer.Option(
+        False, "--force", help="Also while a run uses the stack: that run ends as an error."
+    ),
 ) -> None:
     """Stop exactly what `chaoskit up` started and remove its proxies (safe to repeat)."""
-    stack = open_backend(find_target(target, backend))
+    resolved = find_target(target, backend)
+    from chaoskit.run.lock import end_run_for_down
+
+    end_run_for_down(resolved.name, force=force, say=console.print)
+    stack = open_backend(resolved)
     if stack.down():
         console.print("Stack stopped.")
     else:

@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 from chaoskit._yaml import did_you_mean
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
 from chaoskit.experiment.limits import MAX_SEGMENTS
-from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
+from chaoskit.observe.metrics import METRICS, is_after_run
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "DOMAIN_FAULT_KINDS",
     "NETWORK_FAULT_KINDS",
     "SHAPE_KINDS",
+    "AuditSettings",
     "Behaviour",
     "Check",
     "ConstantShape",
@@ -198,6 +199,8 @@ class EligibilitySettings(_Model):
 
     free_orders_per_user: int | None = Field(default=None, ge=0)
     referral_share: float | None = Field(default=None, ge=0, le=1)
+    release_on_failure: bool | None = None
+    """The compensating design: a failed order gives its free order back to the buyer."""
 
 
 class StackSettings(_Model):
@@ -438,7 +441,7 @@ class LoadSettings(_Model):
 
 
 def _no_audit(value: str) -> str:
-    if value in AUDIT_METRICS:
+    if is_after_run(value):
         raise PydanticCustomError(
             "experiment",
             "{message}",
@@ -772,6 +775,13 @@ class ReportSettings(_Model):
 # ---------------------------------------------------------------- the experiment
 
 
+class AuditSettings(_Model):
+    """What the post-run audit holds the ledgers to."""
+
+    credit_slo: PositiveDuration | None = None
+    """A coupon credit landing (or still queued) later than this after its order is late."""
+
+
 class Experiment(_Model):
     """One experiment file: target, stack settings, load, faults, hypothesis, guardrails."""
 
@@ -787,6 +797,7 @@ class Experiment(_Model):
     hypothesis: list[Check] = Field(default_factory=list)
     guardrails: list[Guardrail] = Field(default_factory=list)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     _source_path: Path | None = PrivateAttr(default=None)
 

@@ -34,6 +34,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     """Run the engine; returns the exit code."""
+    from chaoskit.load.lifeline import die_with_parent
+
+    die_with_parent()  # never outlive the driver (or master) that started this process
     args = _parse(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="load: %(message)s")
     from chaoskit.load.engine_dist import run_master, run_worker

@@ -49,7 +49,7 @@ from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
-from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.metrics import is_after_run
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
@@ -73,7 +73,9 @@ from chaoskit.report.summary import (
     Plan as SummaryPlan,
 )
 from chaoskit.run.checks import CheckResult, GuardrailWatch
-from chaoskit.run.judging import check_phases, final_checks, verdict_of
+from chaoskit.run.health import EnvironmentWatch
+from chaoskit.run.judging import check_phases, final_checks, unjudged, verdict_of
+from chaoskit.run.lock import RunLock
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.result import Abort, RunResult, Status
 from chaoskit.run.settings import stack_settings
@@ -106,6 +108,9 @@ class RunSettings:
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
     # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
     watchdog_ttl_s: float | None = None
+    # The lock that makes this run the target's only one (taken by the caller before it
+    # touched anything); the run watches it for a `chaoskit down --force` stop request.
+    lock: RunLock | None = None
 
 
 def new_run_id() -> str:
@@ -163,6 +168,8 @@ class Runner:
 
     def _handler_failed(self, handler: object, exc: BaseException) -> None:
         message = f"{type(handler).__name__} failed and was detached from the run: {exc}"
+        if handler is self.journal:
+            self._report_failed = True  # the run's record is incomplete: never a clean verdict
         self._errors.append(message)
         # The journal itself failing must not stop the run either.
         with contextlib.suppress(Exception):
@@ -224,6 +231,12 @@ class Runner:
                     plan=self.plan.to_json(),
                 )
             )
+            if self.settings.lock is not None and self.settings.lock.took_over:
+                self._emit(
+                    LogMessage(
+                        t=self.clock(), level="warning", message=self.settings.lock.took_over
+                    )
+                )
             self._write_summary(started_at, timeline)
             restored_settings = self._configure_stack(admin, record)
             if self.endpoints.services:
@@ -233,6 +246,7 @@ class Runner:
                     clock=self.clock,
                 )
                 sampler.start()
+            self._env = self._environment_watch(sampler, timeline)
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
             timeline.start()
@@ -240,6 +254,9 @@ class Runner:
         except ChaoskitError as exc:
             status = "error"
             self._errors.append(str(exc))
+        except OSError as exc:  # the reports folder (or the state folder) cannot be written
+            status = "error"
+            self._errors.append(_os_error(exc))
         except Exception as exc:  # an unexpected failure still ends in rollback and a summary
             status = "error"
             self._errors.append(f"{type(exc).__name__}: {exc}")
@@ -252,12 +269,17 @@ class Runner:
             rollback_errors = timeline.stop(reason=status if status != "completed" else "run ended")
             self._errors.extend(rollback_errors)
             self._restore_stack(admin, record, restored_settings)
+            if self._env is not None:
+                self._env.stop()
+            if rollback_errors or self._restore_failed:
+                # What the run left applied is unknown: never a verdict on that.
+                status = "error"
             if load is not None:
                 load.stop()
                 self._drain_ticks(load)
-                if load.returncode not in (0, None) and status == "completed":
+                if load.returncode not in (0, None) and (status == "completed" or not self._errors):
                     status = "error"
-                    self._errors.append(f"load engine failed: {load.stderr_tail()}")
+                    self._errors.append(f"load engine failed: {load.failure_reason()}")
             if sampler is not None:
                 sampler.stop()
             if not rollback_errors and not self._restore_failed:
@@ -268,8 +290,15 @@ class Runner:
             self._emit(PhaseChanged(t=self.clock(), phase="drain"))
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
+                audit = run_audit(
+                    self.endpoints.services,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    phases=self._wall_phases(timeline),
+                )
             except ChaoskitError as exc:
+                # An audit that could not read the ledger judged nothing: an error, not a pass.
+                status = "error"
                 self._errors.append(f"audit: {exc}")
         elif not self.endpoints.services:
             audit = run_audit({}, self.run_dir / "outcomes")
@@ -279,15 +308,18 @@ class Runner:
         for client in clients.values():
             client.close()
         checks = self._final_checks(timeline, audit)
-        verdict = verdict_of(status, checks)
+        status = self._unjudged(status, checks)
+        if self._report_failed:
+            status = "error"
+        verdict = verdict_of(status, checks, self.plan.hypothesis)
         result = RunResult(
             run_id=self.run_id,
             status=status,
             verdict=verdict,
             exit_code=exit_code_for_verdict(verdict),
             checks=tuple(checks),
-            metrics=self.aggregator.overall(),
-            phases=self._phase_metrics(timeline),
+            metrics={**self.aggregator.overall(), **(audit.kpis() if audit else {})},
+            phases=self._phase_metrics(timeline, audit),
             audit=audit,
             faults=timeline.records(),
             abort=self._abort_record(status),
@@ -295,7 +327,16 @@ class Runner:
             run_dir=self.run_dir,
             duration_s=round(max(0.0, self.clock()), 3),
         )
-        self._write_summary(started_at, timeline, result)
+        if not self._write_summary(started_at, timeline, result) and result.status != "error":
+            # A run whose record could not be written is an error, whatever it measured.
+            result = dataclasses.replace(
+                result,
+                status="error",
+                verdict="error",
+                exit_code=exit_code_for_verdict("error"),
+                errors=tuple(self._errors),
+            )
+            self._write_summary(started_at, timeline, result)
         for check in checks:
             self._emit(check.event(self.clock()))
         self._emit(
@@ -303,10 +344,49 @@ class Runner:
                 t=self.clock(), status=status, verdict=verdict, exit_code=int(result.exit_code)
             )
         )
-        self.journal.close()
+        with contextlib.suppress(Exception):
+            self.journal.close()
         return result
 
     _restore_failed = False
+    _report_failed = False
+    _env: EnvironmentWatch | None = None
+
+    def _environment_watch(
+        self, sampler: StatsSampler | None, timeline: FaultTimeline
+    ) -> EnvironmentWatch:
+        """Start watching Toxiproxy, the services and the lock's stop request."""
+
+        def excused() -> set[str]:
+            # A container fault stops its service on purpose.
+            return {s.window.target for s in timeline.active if s.window.family == "container"}
+
+        lock = self.settings.lock
+        watch = EnvironmentWatch(
+            toxiproxy_urls=self.endpoints.toxiproxy_urls,
+            sampler=sampler,
+            clock=self.clock,
+            stop_requested=None if lock is None else lock.stop_requested,
+            excused=excused,
+        )
+        watch.start()
+        return watch
+
+    def _unjudged(self, status: Status, checks: list[CheckResult]) -> Status:
+        """A check that could not be judged is never a pass: named in the errors, and the
+        run is an error unless another check was violated (that is a finding either way)."""
+        if status != "completed":
+            return status
+        gaps = unjudged(checks, self.plan.hypothesis)
+        for check in gaps:
+            phase = f" [{check.phase}]" if check.phase else ""
+            self._errors.append(
+                f"{check.kind} {check.metric}{phase} could not be judged: {check.note or 'no data'}"
+            )
+        if gaps and verdict_of(status, checks, self.plan.hypothesis) != "violated":
+            return "error"
+        return status
+
     keyboard_interrupt = False
     _phase_started = 0.0
     _watchdog: Any = None
@@ -328,7 +408,7 @@ class Runner:
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
         guardrails = GuardrailWatch(self.plan.guardrails)
-        live_checks = [h for h in self.plan.hypothesis if h.metric not in AUDIT_METRICS]
+        live_checks = [h for h in self.plan.hypothesis if not is_after_run(h.metric)]
         next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
         next_sample = 1.0
@@ -392,9 +472,18 @@ class Runner:
             if timeline.failures:
                 self._errors.extend(timeline.failures)
                 return "error"
+            if self._env is not None:
+                failure = self._env.check()
+                if failure is not None:
+                    self._errors.append(f"environment: {failure}")
+                    self._emit(
+                        LogMessage(t=self.clock(), level="error", message=f"environment: {failure}")
+                    )
+                    return "error"
             if now - last_summary >= _SUMMARY_EVERY_S:
                 last_summary = now
-                self._write_summary(started_at, timeline)
+                if not self._write_summary(started_at, timeline):
+                    return "error"  # nothing of this run can be recorded: end it, roll back
             if now > end + _END_GRACE_S + 5.0:
                 return "completed"  # the engine overran its own end; do not wait for it
             if load.returncode is not None and tick is None:
@@ -557,12 +646,27 @@ class Runner:
             tripped=self._abort,
         )
 
-    def _phase_metrics(self, timeline: FaultTimeline) -> dict[str, dict[str, float | None]]:
+    def _phase_metrics(
+        self, timeline: FaultTimeline, audit: AuditResult | None
+    ) -> dict[str, dict[str, float | None]]:
         """Each check phase's metrics, computed once: the values the checks judged."""
         return {
-            phase: dict(self.aggregator.windows(span[0], span[1]))
+            phase: {
+                **self.aggregator.windows(span[0], span[1]),
+                **(audit.kpis(phase) if audit is not None else {}),
+            }
             for phase, span in self._phases(timeline).items()
             if span is not None
+        }
+
+    def _wall_phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float]]:
+        """The check phases as epoch-second spans, for the audit's per-phase ledger KPIs."""
+        spans = {n: s for n, s in self._phases(timeline).items() if s is not None}
+        # The last phase runs on to the drain: late answers of its intents belong to it.
+        last = max(spans, key=lambda n: spans[n][0], default=None)
+        return {
+            name: (self._t0 + start, math.inf if name == last else self._t0 + end)
+            for name, (start, end) in spans.items()
         }
 
     def _abort_record(self, status: Status) -> Abort | None:
@@ -580,7 +684,7 @@ class Runner:
 
     def _write_summary(
         self, started_at: datetime, timeline: FaultTimeline, result: RunResult | None = None
-    ) -> None:
+    ) -> bool:
         """summary.json: while running (``result`` None) from live values, then from the result."""
         experiment = self.experiment
         ended = result is not None
@@ -626,4 +730,22 @@ class Runner:
         try:
             self.summary.write(summary)
         except OSError as exc:
-            self._errors.append(f"summary.json could not be written: {exc}")
+            self._report_failed = True
+            message = _os_error(exc)
+            if message not in self._errors:
+                self._errors.append(message)
+            # A folder that takes no new file may still let summary.json be rewritten.
+            with (
+                contextlib.suppress(OSError),
+                (self.run_dir / "summary.json").open("r+", encoding="utf-8") as handle,
+            ):
+                handle.truncate(0)
+                handle.write(summary.to_json_text())
+            return False
+        return True
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file that could not be written: which file and why."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"reports: cannot write{where}: {exc.strerror or exc}"

@@ -269,7 +269,8 @@ def test_a_worker_started_separately_joins_an_expecting_master(
     )
     try:
         time.sleep(1.0)
-        joined = clean_stack.run("worker", "--master", "127.0.0.1:19958", timeout=60)
+        port = 19958 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
+        joined = clean_stack.run("worker", "--master", f"127.0.0.1:{port}", timeout=60)
         driver.wait(timeout=60)
     finally:
         if driver.poll() is None:
