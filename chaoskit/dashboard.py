@@ -429,13 +429,16 @@ class Dashboard:
         return self._panel("Latency", lines, 6)
 
     def _failures(self, m: Mapping[str, float | None]) -> Panel:
-        # Three cells a row, read down the columns in chain order: four rows for ten steps.
-        rows = math.ceil(len(FAILURE_STEPS) / 3)
+        # The run's journey names the steps (the stub chain's by default); three cells a row,
+        # read down the columns in chain order, at most four rows (80x24).
+        steps = [k.removeprefix("failures.") for k in m if k.startswith("failures.")]
+        steps = (steps or list(FAILURE_STEPS))[:12]
+        rows = math.ceil(len(steps) / 3)
         lines = [Text() for _ in range(rows)]
-        for index, step in enumerate(FAILURE_STEPS):
+        for index, step in enumerate(steps):
             value = m.get(f"failures.{step}")
             shown = _num(value, "{:,.0f}")
-            label = _STEP_LABELS.get(step, step)
+            label = _STEP_LABELS.get(step, step)[: _FAILURE_CELL - len(shown) - 1]
             cell = label + " " * max(1, _FAILURE_CELL - len(label) - len(shown)) + shown
             line = lines[index % rows]
             if line.plain:

@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from chaoskit._yaml import did_you_mean
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
 from chaoskit.experiment.limits import MAX_SEGMENTS
+from chaoskit.journey.models import JourneyConfig
 from chaoskit.observe.metrics import METRICS, is_after_run
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES
 
@@ -149,9 +150,19 @@ Service = Annotated[
     WithJsonSchema({"type": "string", "enum": list(SERVICES)}),
 ]
 _METRIC_NAMES = tuple(METRICS)
+_STEP_METRIC = re.compile(r"^failures\.[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _metric(value: str) -> str:
+    # failures.<step> of any journey step: the journey (target or experiment) names them.
+    if _STEP_METRIC.match(value):
+        return value
+    return _one_of("metric", _METRIC_NAMES).func(value)  # type: ignore[no-any-return]
+
+
 Metric = Annotated[
     str,
-    _one_of("metric", _METRIC_NAMES),
+    AfterValidator(_metric),
     WithJsonSchema({"type": "string", "enum": list(_METRIC_NAMES)}),
 ]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -435,6 +446,9 @@ class LoadSettings(_Model):
     max_inflight: int = Field(default=2000, ge=1)
     behaviour: Behaviour = Field(default_factory=Behaviour)
     shape: Shape
+    # What one buyer's order is as HTTP requests; None: the target's journey (the built-in
+    # agent-buyer unless the target file names one).
+    journey: JourneyConfig | None = None
 
 
 # ---------------------------------------------------------------- faults

@@ -36,6 +36,7 @@ from pydantic_core import PydanticCustomError
 from chaoskit._yaml import Loc, Place, did_you_mean, load_yaml, plain, read_input
 from chaoskit.errors import TargetFileError
 from chaoskit.experiment.durations import PositiveDuration
+from chaoskit.journey.models import JourneyConfig
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES, ProxyRef
 from chaoskit.stack.service_settings import SettingsProblem, check_service_settings
 
@@ -258,6 +259,9 @@ class AttachTarget(_TargetBase):
     headers: dict[str, str] = Field(default_factory=dict)
     tag: RunTag = Field(default_factory=RunTag)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
+    # What one buyer's order is on this stack; None: the built-in agent-buyer on
+    # gateway.orders_path (the stub stack's contract). An experiment may override it.
+    journey: JourneyConfig | None = None
 
     @field_validator("services")
     @classmethod
@@ -444,7 +448,7 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
         error = exc.errors()[0]
         full: Loc = tuple(error["loc"])
         extra = (error.get("ctx") or {}).get("loc")
-        if error["type"] == "target" and extra:
+        if error["type"] in ("target", "journey") and extra:
             # A problem raised below its validator's own field (a dict key, a list item).
             full = (*full, *extra)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
@@ -460,6 +464,7 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
     _check_settings(target, data, where)
     if path is not None:
         target._source = Path(path)
+        _check_journey_file(target, data, Path(path))
     return target
 
 
@@ -476,6 +481,23 @@ def _check_settings(target: Target, data: Any, path: Path | None) -> None:
             raise TargetFileError(
                 f"settings.{service}.{exc.message}", path=path, line=place.line, col=place.col
             ) from None
+
+
+def _check_journey_file(target: Target, data: Any, path: Path) -> None:
+    """A Python journey's file must exist (relative to the target file)."""
+    journey = getattr(target, "journey", None)
+    if journey is None or journey.python_ref is None:
+        return
+    hook_file = Path(journey.python_ref[0])
+    hook_file = hook_file if hook_file.is_absolute() else path.parent / hook_file
+    if not hook_file.is_file():
+        place = Place(data, ("journey", "python"), model=None)
+        raise TargetFileError(
+            f"journey.python: no such file {str(hook_file)!r}",
+            path=path,
+            line=place.line,
+            col=place.col,
+        )
 
 
 def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:
@@ -496,7 +518,7 @@ def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
         return f"{where}: {message}"
-    if kind == "target":
+    if kind in ("target", "journey"):
         return f"{where}: {message}"
     if loc and loc[0] == "headers":
         # A header value may be a secret: never echo what was given.
