@@ -401,13 +401,14 @@ class Dashboard:
         fulfilment = Text("fulfilment ")
         fulfilment.append(_pct(rate), self._style(style))
         fulfilment.append(f"  in {_secs(m.get('fulfilment_time_p95_s'))} p95")
+        first_try = f"first try failed {_pct(m.get('first_try_failure_rate'))}"
+        # The sparkline gives up what the first-try share needs, so 80 columns show both.
+        trend = self._spark(s, "fulfilment_rate", max(8, self._half_width() - len(first_try) - 1))
+        trend.append(" " + first_try, "")
         lines = [
-            Text(
-                f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"
-                f"  first try failed {_pct(m.get('first_try_failure_rate'))}"
-            ),
+            Text(f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"),
             fulfilment,
-            self._spark(s, "fulfilment_rate"),
+            trend,
         ]
         return self._panel("Customers", lines, 5)
 
@@ -453,18 +454,19 @@ class Dashboard:
         if s.audit is not None:
             # After the drain the ledgers say what the buyers got (80x24: it takes the place
             # of the live backlog, which the audit's queued credits now tell).
-            lines[0] = self._free_orders(s.audit)
+            lines = self._free_orders(s.audit, m)
         return self._panel("Coupons", lines, 4)
 
-    def _free_orders(self, audit: Mapping[str, Any]) -> Text:
+    def _free_orders(self, audit: Mapping[str, Any], m: Mapping[str, float | None]) -> list[Text]:
         overall = (audit.get("free_orders") or {}).get("overall") or {}
         entitled, honoured = overall.get("entitled"), overall.get("honoured")
         rate = honoured / entitled if entitled and honoured is not None else None
         lost = ((audit.get("invariants") or {}).get("lost_entitlements") or {}).get("count")
-        line = Text(f"free orders {_pct(rate)}")
-        if lost:
-            line.append(f"  lost {_num(lost)}", self._style("red"))
-        return line
+        delay = Text()
+        if lost:  # its own line: a third of 80 columns holds one of the two, not both
+            delay.append(f"lost {_num(lost)}  ", self._style("red"))
+        delay.append(f"delay {_secs(m.get('coupon_delay_p95_s'))}")
+        return [Text(f"free orders {_pct(rate)}"), delay]
 
     def _stores(self, m: Mapping[str, float | None]) -> Panel:
         lines = [

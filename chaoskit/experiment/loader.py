@@ -54,14 +54,18 @@ _FAULT_KINDS = (*NETWORK_FAULT_KINDS, *DOMAIN_FAULT_KINDS, *CONTAINER_FAULT_KIND
 def load_experiment(path: Path | str, *, try_custom_shape: bool = True) -> Experiment:
     """The validated experiment in ``path``; any problem raises one ExperimentError.
 
-    A custom LoadTestShape is imported and tried in a child process (``try_custom_shape``),
-    so a broken one is refused here rather than once the stack is up.
+    Beyond the text itself (``parse_experiment``), what the file points at is checked: the
+    target file it names must exist and be valid, and a custom LoadTestShape is imported and
+    tried in a child process (``try_custom_shape``), so a broken one is refused here rather
+    than once the stack is up.
     """
     source = Path(path)
     text = read_input(source, error=ExperimentError, what="experiment")
     experiment = parse_experiment(text, path=source)
+    tree = load_yaml(text, path=source, error=ExperimentError)  # positions, for the messages
+    _check_target(experiment, tree, source)
     if try_custom_shape:
-        _probe_custom_shape(experiment, source)
+        _probe_custom_shape(experiment, tree, source)
     return experiment
 
 
@@ -248,7 +252,6 @@ def _check_files(experiment: Experiment, tree: CommentedMap, source: Path) -> No
         )
     _check_peak(experiment, curve.peak, tree, source)
     _check_timing(experiment, curve.duration_s, tree, source)
-    _check_target(experiment, tree, source)
 
 
 def _refuse(tree: CommentedMap, source: Path, loc: Loc, message: str) -> NoReturn:
@@ -341,13 +344,11 @@ def _check_target(experiment: Experiment, tree: CommentedMap, source: Path) -> N
     load_target(path)  # its own mistakes point into it
 
 
-def _probe_custom_shape(experiment: Experiment, source: Path) -> None:
+def _probe_custom_shape(experiment: Experiment, tree: CommentedMap, source: Path) -> None:
     """Import and try a custom LoadTestShape in a child process before anything starts."""
     shape = experiment.load.shape
     if not isinstance(shape, CustomShape):
         return
-    text = source.read_text(encoding="utf-8")  # already read once and within limits
-    tree = load_yaml(text, path=source, error=ExperimentError)
     loc: Loc = ("load", "shape", "class")
     try:
         probe = probe_custom_shape(
