@@ -14,6 +14,9 @@ from chaoskit.cli._app import app, console, err_console
 from chaoskit.errors import InputError
 from chaoskit.events import EventHandler
 from chaoskit.experiment.loader import load_experiment
+from chaoskit.observe.exporter import check_port_free
+from chaoskit.observe.prometheus import check_queries
+from chaoskit.observe.team import team_observation
 from chaoskit.plan import build_plan
 from chaoskit.report import write_reports
 from chaoskit.report.rundir import make_run_dir
@@ -69,15 +72,31 @@ def run(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what the run would do (hosts, load, faults); touch nothing."
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="While the run is on, serve its own metrics (Prometheus format) on "
+        "127.0.0.1:PORT/metrics for the team's Prometheus to scrape.",
+    ),
 ) -> None:
     """Play an experiment: surge, faults, checks; always roll back; exit 0/1/2/3/4."""
-    experiment = load_experiment(experiment_file)
+    if target is not None:
+        # The target first: the metrics its PromQL queries add are names the experiment may use.
+        stack_target = load_target(target)
+        experiment = load_experiment(experiment_file, extra_metrics=stack_target.metric_names())
+    else:
+        experiment = load_experiment(experiment_file)
+        target_name = experiment.target
+        if target_name not in ("local", "docker"):
+            target_name = str((experiment_file.parent / target_name).resolve())
+        stack_target = load_target(target_name)
     plan = build_plan(experiment)
-    target_name = target or experiment.target
-    if target is None and target_name not in ("local", "docker"):
-        target_name = str((experiment_file.parent / target_name).resolve())
-    stack_target = load_target(target_name)
     backend = open_backend(stack_target)
+    team = team_observation(
+        experiment, stack_target, allowed_hosts=tuple(backend.endpoints().allowed_hosts)
+    )
     settings: dict[str, Any] = {}
     if stack_target.kind == "attach":
         from chaoskit.run.safety import preflight
@@ -102,6 +121,12 @@ def run(
         render_plan(plan, experiment, console, source=str(experiment_file))
         console.print("dry run: nothing was touched")
         raise typer.Exit(0)
+    # Before any load: every PromQL query once (exit 2 refused, exit 4 unreachable).
+    if team.prometheus is not None:
+        check_queries(team.prometheus)
+    if metrics_port is not None:
+        check_port_free(metrics_port)
+    settings.update(prometheus=team.prometheus, ledger=team.ledger, metrics_port=metrics_port)
     # The run folder first: a bad --reports-dir must not cost a stack start.
     run_dir = make_run_dir(reports_dir or Path(experiment.report.dir), experiment.name)
     started_here = False

@@ -6,12 +6,13 @@ and item, so a pydantic error's ``loc`` can be mapped back to where the user typ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from chaoskit.errors import ExperimentError
+from chaoskit.errors import ChaoskitError, ExperimentError
 from chaoskit.experiment.models import (
     CONTAINER_FAULT_KINDS,
     DOMAIN_FAULT_KINDS,
@@ -40,8 +41,12 @@ Loc = tuple[str | int, ...]
 _FAULT_KINDS = (*NETWORK_FAULT_KINDS, *DOMAIN_FAULT_KINDS, *CONTAINER_FAULT_KINDS)
 
 
-def load_experiment(path: Path | str) -> Experiment:
-    """The validated experiment in ``path``; any problem raises one ExperimentError."""
+def load_experiment(path: Path | str, *, extra_metrics: Iterable[str] = ()) -> Experiment:
+    """The validated experiment in ``path``; any problem raises one ExperimentError.
+
+    ``extra_metrics``: metric names a target given elsewhere (``--target``) adds with its
+    PromQL queries; those of the experiment's own target file are found here.
+    """
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8")
@@ -51,10 +56,12 @@ def load_experiment(path: Path | str) -> Experiment:
         raise ExperimentError(f"not a UTF-8 text file ({exc.reason})", path=source) from None
     except OSError as exc:
         raise ExperimentError(f"cannot read: {exc.strerror or exc}", path=source) from None
-    return parse_experiment(text, path=source)
+    return parse_experiment(text, path=source, extra_metrics=extra_metrics)
 
 
-def parse_experiment(text: str, *, path: Path | str) -> Experiment:
+def parse_experiment(
+    text: str, *, path: Path | str, extra_metrics: Iterable[str] = ()
+) -> Experiment:
     """Validate experiment YAML ``text``; ``path`` names it in errors and anchors relative files."""
     source = Path(path)
     tree = _read_yaml(text, source)
@@ -66,7 +73,10 @@ def parse_experiment(text: str, *, path: Path | str) -> Experiment:
             col=1,
         )
     try:
-        experiment = Experiment.model_validate(_plain(tree), context={"source_path": source})
+        names = [*extra_metrics, *_declared_metrics(tree, source)]
+        experiment = Experiment.model_validate(
+            _plain(tree), context={"source_path": source, "extra_metrics": names}
+        )
     except ValidationError as exc:
         raise _explain(exc, tree, source) from None
     _check_files(experiment, tree, source)
@@ -312,6 +322,24 @@ def _explain(exc: ValidationError, tree: CommentedMap, source: Path) -> Experime
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     text = f"{field_path}: {message}{more}" if field_path else f"{message}{more}"
     return ExperimentError(text, path=source, line=line, col=col)
+
+
+def _declared_metrics(tree: CommentedMap, source: Path) -> list[str]:
+    """Metric names the experiment's PromQL queries and its target file's add."""
+    names: list[str] = []
+    metrics = tree.get("metrics")
+    prometheus = metrics.get("prometheus") if isinstance(metrics, Mapping) else None
+    queries = prometheus.get("queries") if isinstance(prometheus, Mapping) else None
+    if isinstance(queries, Mapping):
+        names.extend(str(name) for name in queries)
+    target = tree.get("target")
+    if isinstance(target, str) and target.endswith((".yaml", ".yml")):
+        from chaoskit.stack.target import load_target
+
+        # The target file's own problems are told when it is loaded for the run.
+        with contextlib.suppress(ChaoskitError):
+            names.extend(load_target(source.parent / target).metric_names())
+    return names
 
 
 # ---------------------------------------------------------------- files the experiment names

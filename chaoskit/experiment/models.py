@@ -26,6 +26,11 @@ from pydantic_core import PydanticCustomError
 
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
 from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
+from chaoskit.observe.prometheus import (
+    MetricsSettings,
+    PrometheusMetrics,
+    PromQuerySpec,
+)
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES
 
 __all__ = [
@@ -41,7 +46,10 @@ __all__ = [
     "Fault",
     "Guardrail",
     "LoadSettings",
+    "MetricsSettings",
     "Milestone",
+    "PromQuerySpec",
+    "PrometheusMetrics",
     "RampShape",
     "ReplayShape",
     "ReportSettings",
@@ -153,10 +161,27 @@ Service = Annotated[
     WithJsonSchema({"type": "string", "enum": list(SERVICES)}),
 ]
 _METRIC_NAMES = tuple(METRICS)
+
+
+def _metric(value: str, info: ValidationInfo) -> str:
+    # Names the run's PromQL queries add (this experiment's metrics block and its target
+    # file's) are metrics too; the loader passes them in the validation context.
+    context = info.context if isinstance(info.context, dict) else {}
+    extra = tuple(context.get("extra_metrics", ()))
+    if value not in METRICS and value not in extra:
+        allowed = (*_METRIC_NAMES, *extra)
+        raise PydanticCustomError(
+            "experiment",
+            "{message}",
+            {"message": f'unknown metric "{value}"{_hint(value, allowed)}'},
+        )
+    return value
+
+
 Metric = Annotated[
     str,
-    _one_of("metric", _METRIC_NAMES),
-    WithJsonSchema({"type": "string", "enum": list(_METRIC_NAMES)}),
+    AfterValidator(_metric),
+    WithJsonSchema({"type": "string"}),
 ]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Scale = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -775,6 +800,7 @@ class Experiment(_Model):
     hypothesis: list[Check] = Field(default_factory=list)
     guardrails: list[Guardrail] = Field(default_factory=list)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     _source_path: Path | None = PrivateAttr(default=None)
 

@@ -56,6 +56,13 @@ class LatencyHistogram:
         """How many observations it holds."""
         return int(self._hdr.get_total_count())
 
+    def recorded(self) -> list[tuple[float, int]]:
+        """(ms, observations) for every distinct recorded value, ascending."""
+        return [
+            (float(item.value_iterated_to), int(item.count_at_value_iterated_to))
+            for item in self._hdr.get_recorded_iterator()
+        ]
+
     def percentile(self, q: float) -> float | None:
         """The value (ms) at percentile ``q`` (0..100); None when empty."""
         return self.percentiles([q])[q]

@@ -32,7 +32,10 @@ from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
+from chaoskit.observe.exporter import MetricsExporter, RunMetrics
+from chaoskit.observe.ledger import TeamLedgerReader
 from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.prometheus import PrometheusSampler, PrometheusSource
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.plan import Plan
 from chaoskit.report.summary import JournalWriter, Summary, SummaryWriter
@@ -71,6 +74,13 @@ class RunSettings:
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
     # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
     watchdog_ttl_s: float | None = None
+    # The team's Prometheus, sampled into the time series (checked before the run). None: off.
+    prometheus: PrometheusSource | None = None
+    # Serve the run's own metrics on 127.0.0.1:PORT for the team's Prometheus. None: off.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # The team's ledger (audit.ledger): the audit reads it instead of the stub's /ledger.
+    ledger: TeamLedgerReader | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +130,16 @@ class Runner:
             self.bus.subscribe(handler)
         self.summary = SummaryWriter(self.run_dir)
         self.aggregator = MetricsAggregator()
+        # Hook: the team's PromQL metrics are series like the built-in ones.
+        if settings.prometheus is not None:
+            self.aggregator.declare_external(
+                settings.prometheus.aggregations(), interval_s=settings.prometheus.interval_s
+            )
+        # Hook: the run's own metrics for the team's Prometheus (--metrics-port).
+        self.run_metrics: RunMetrics | None = None
+        if settings.metrics_port is not None:
+            self.run_metrics = RunMetrics(run_id=self.run_id, experiment=experiment.name)
+            self.bus.subscribe(self.run_metrics)
         self._t0 = 0.0
         self._phase = "baseline"
 
@@ -186,9 +206,18 @@ class Runner:
         status: Status = "completed"
         load: LoadProcess | None = None
         sampler: StatsSampler | None = None
+        prom_sampler: PrometheusSampler | None = None
+        exporter: MetricsExporter | None = None
         restored_settings: dict[str, dict[str, Any]] = {}
         audit: AuditResult | None = None
         try:
+            if self.run_metrics is not None and self.settings.metrics_port is not None:
+                exporter = MetricsExporter(
+                    self.run_metrics,
+                    port=self.settings.metrics_port,
+                    host=self.settings.metrics_host,
+                )
+                exporter.start()
             self._emit(
                 "run_started",
                 {
@@ -209,6 +238,13 @@ class Runner:
                     clock=self.clock,
                 )
                 sampler.start()
+            if self.settings.prometheus is not None:
+                prom_sampler = PrometheusSampler(
+                    self.settings.prometheus,
+                    on_values=self.aggregator.add_external,
+                    clock=self.clock,
+                )
+                prom_sampler.start()
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
             timeline.start()
@@ -232,11 +268,33 @@ class Runner:
                     self._errors.append(f"load engine failed: {load.stderr_tail()}")
             if sampler is not None:
                 sampler.stop()
+            if prom_sampler is not None:
+                prom_sampler.stop()
+                if prom_sampler.rounds and prom_sampler.failures:
+                    self._emit(
+                        "log",
+                        {
+                            "level": "warning",
+                            "message": f"Prometheus: {sum(prom_sampler.failures.values())} "
+                            f"queries gave no answer; last: {prom_sampler.last_error}",
+                        },
+                    )
             if not rollback_errors and not self._restore_failed:
                 record.close()
             if watchdog is not None:
                 watchdog.stop()
-        if status != "error" and self.endpoints.services:
+        if status != "error" and self.settings.ledger is not None:
+            # Hook: the team's own ledger is the audit's source of truth.
+            self._emit("phase_changed", {"phase": "drain"})
+            try:
+                if "gateway" in self.endpoints.services:
+                    drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
+                else:
+                    time.sleep(min(_END_GRACE_S, self.settings.drain_timeout_s))
+                audit = self.settings.ledger.audit(self.run_id, self.run_dir / "outcomes")
+            except ChaoskitError as exc:
+                self._errors.append(f"audit: {exc}")
+        elif status != "error" and self.endpoints.services:
             self._emit("phase_changed", {"phase": "drain"})
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
@@ -256,6 +314,8 @@ class Runner:
             started_at, status, verdict, timeline, checks, audit, exit_code=exit_code
         )
         self._emit("run_ended", {"status": status, "verdict": verdict, "exit_code": exit_code})
+        if exporter is not None:
+            exporter.stop()
         self.journal.close()
         return RunOutcome(status, verdict, exit_code, self.run_dir, summary)
 
@@ -299,6 +359,8 @@ class Runner:
                 kind = tick.get("type")
                 if kind == "tick":
                     self.aggregator.add_tick(tick)
+                    if self.run_metrics is not None:
+                        self.run_metrics.add_tick(tick)
                 elif kind == "worker_lost":
                     self._emit("worker_lost", {"worker": tick.get("worker")})
                     if self.settings.stop_on_worker_loss:
@@ -393,6 +455,8 @@ class Runner:
                 return
             if tick.get("type") == "tick":
                 self.aggregator.add_tick(tick)
+                if self.run_metrics is not None:
+                    self.run_metrics.add_tick(tick)
 
     def _update_phase(self, timeline: FaultTimeline, t: float) -> None:
         active = timeline.active

@@ -24,6 +24,7 @@ from chaoskit.experiment.durations import format_duration
 from chaoskit.experiment.models import Experiment
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.observe.metrics import METRICS
+from chaoskit.observe.team import team_hosts
 from chaoskit.plan import FaultWindow, Plan
 from chaoskit.run.settings import stack_settings
 from chaoskit.stack.endpoints import StackEndpoints
@@ -138,8 +139,10 @@ def preflight(
     if not isinstance(target, AttachTarget):
         raise InputError(f"preflight is for attach targets, not {target.kind!r}")
     hosts = _hosts(endpoints)
-    _check_hosts(hosts, endpoints.allowed_hosts, target)
     _check_env(target)
+    # The team's Prometheus and ledger are hosts the run talks to like any other.
+    hosts.update(team_hosts(experiment, target, os.environ))
+    _check_hosts(hosts, endpoints.allowed_hosts, target)
     caps = _caps(target)
     notes: list[str] = []
     _check_load(plan, target, notes)
@@ -201,6 +204,12 @@ def _check_env(target: AttachTarget) -> None:
                     f"headers.{header} of target {target.name!r} needs environment variable "
                     f"{name}, which is not set"
                 )
+    for name in target.env_vars():
+        if not os.environ.get(name):
+            raise SafetyRefusal(
+                f"audit.ledger of target {target.name!r} needs environment variable {name}, "
+                "which is not set"
+            )
 
 
 def _caps(target: AttachTarget) -> dict[str, float]:

@@ -1,0 +1,288 @@
+"""The team's ledger: this run's order ids read from an HTTP export or a PostgreSQL query.
+
+Readers return plain typed records (``LedgerRecords``: order ids, credit ids); the
+reconciliation with what clients were told happens in one place, ``reconcile_team_ledger``.
+Secrets (header values, the DSN) come from ``${ENV}`` at read time and never appear in a
+message: errors name the URL or the database host, never the DSN.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from chaoskit.errors import InputError, TargetUnreachable
+from chaoskit.observe.audit import AuditResult, InvariantResult, _read_outcomes
+from chaoskit.stack.target import HttpLedger, LedgerSource, SqlLedger, TeamLedger, env_refs
+
+__all__ = [
+    "LedgerRecords",
+    "TeamLedgerReader",
+    "ledger_hosts",
+    "parse_json_path",
+    "read_source",
+    "reconcile_team_ledger",
+]
+
+_TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\*|\d+|'[^']*'|\"[^\"]*\")\]")
+PathStep = str | int | None  # key, index, or None for [*]
+
+
+def parse_json_path(path: str) -> tuple[PathStep, ...]:
+    """The steps of a JSONPath subset: ``$``, ``.key``, ``['key']``, ``[n]``, ``[*]``."""
+    text = path.strip()
+    if not text.startswith("$"):
+        raise ValueError(f"a JSONPath starts with $, got {path!r}")
+    steps: list[PathStep] = []
+    pos = 1
+    while pos < len(text):
+        match = _PATH_PART.match(text, pos)
+        if match is None:
+            raise ValueError(
+                f"cannot read the JSONPath {path!r} at {text[pos:]!r}; "
+                "supported: $.key, $['key'], [n], [*]"
+            )
+        key, bracket = match.group(1), match.group(2)
+        if key is not None:
+            steps.append(key)
+        elif bracket == "*":
+            steps.append(None)
+        elif bracket.isdigit():
+            steps.append(int(bracket))
+        else:
+            steps.append(bracket[1:-1])
+        pos = match.end()
+    return tuple(steps)
+
+
+def select(document: Any, steps: Iterable[PathStep]) -> list[Any]:
+    """Every value the path reaches in ``document`` (missing keys reach nothing)."""
+    values = [document]
+    for step in steps:
+        found: list[Any] = []
+        for value in values:
+            if step is None:
+                if isinstance(value, list):
+                    found.extend(value)
+                elif isinstance(value, dict):
+                    found.extend(value.values())
+            elif isinstance(step, int):
+                if isinstance(value, list) and -len(value) <= step < len(value):
+                    found.append(value[step])
+            elif isinstance(value, dict) and step in value:
+                found.append(value[step])
+        values = found
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecords:
+    """What the team's ledger holds for this run: order ids, and credit rows when named."""
+
+    order_ids: tuple[str, ...]
+    credit_order_ids: tuple[str, ...] | None = None  # one per credit row; None: not named
+    sources: tuple[str, ...] = ()  # where they came from (URL, postgresql://host:port)
+
+
+def _expand(value: str, environ: Mapping[str, str]) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise InputError(f"environment variable {name} is not set (the ledger needs it)")
+        return environ[name]
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", one, value)
+
+
+def _fill(template: str, run_id: str) -> str:
+    return _TEMPLATE.sub(lambda m: run_id if m.group(1) == "run_id" else m.group(0), template)
+
+
+def read_http(
+    ledger: HttpLedger,
+    *,
+    run_id: str,
+    environ: Mapping[str, str],
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """GET the export for this run and pick the order ids with the JSONPath."""
+    url = _fill(ledger.url, run_id)
+    headers = {name: _expand(value, environ) for name, value in ledger.headers.items()}
+    try:
+        with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0), trust_env=False) as c:
+            response = c.get(url, headers=headers)
+    except httpx.HTTPError as exc:
+        raise TargetUnreachable(f"ledger export {url} cannot be read: {exc}") from exc
+    if response.status_code != 200:
+        raise TargetUnreachable(f"ledger export {url} answered HTTP {response.status_code}")
+    try:
+        document = response.json()
+    except ValueError as exc:
+        raise TargetUnreachable(f"ledger export {url} did not answer JSON: {exc}") from exc
+    ids = select(document, parse_json_path(ledger.order_ids))
+    bad = [v for v in ids if not isinstance(v, str | int) or isinstance(v, bool)]
+    if bad:
+        raise TargetUnreachable(
+            f"ledger export {url}: {ledger.order_ids} reaches {type(bad[0]).__name__} values, "
+            "expected order ids (text or integers)"
+        )
+    return [str(v) for v in ids]
+
+
+def dsn_host(dsn: str) -> str:
+    """The database host a DSN names (URL or key=value form), lower case; '' for a socket."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception as exc:  # psycopg's ProgrammingError: never echo the DSN itself
+        raise InputError(f"the ledger DSN cannot be read ({type(exc).__name__})") from None
+    host = str(params.get("hostaddr") or params.get("host") or "")
+    return "" if host.startswith("/") else host.lower()
+
+
+def read_sql(
+    ledger: SqlLedger,
+    *,
+    run_id: str,
+    environ: Mapping[str, str],
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Run the query in a read-only transaction; the first column of each row is an id."""
+    import psycopg
+
+    dsn = _expand(ledger.dsn, environ)
+    where = f"postgresql://{dsn_host(dsn) or 'local socket'}"
+    try:
+        with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s)), autocommit=False) as conn:
+            conn.read_only = True
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}"  # a number we made
+                )
+                params = {"run_id": run_id} if "%(run_id)s" in ledger.query else None
+                cursor.execute(ledger.query, params)
+                rows = cursor.fetchall()
+            conn.rollback()  # read-only: nothing to keep
+    except psycopg.errors.ReadOnlySqlTransaction as exc:
+        raise InputError(f"audit.ledger.sql: the query tried to write ({where})") from exc
+    except (psycopg.ProgrammingError, psycopg.errors.SyntaxError) as exc:
+        raise InputError(
+            f"audit.ledger.sql: the query failed on {where}: {_first_line(exc)}"
+        ) from None
+    except psycopg.Error as exc:
+        raise TargetUnreachable(
+            f"ledger database {where} cannot be read: {_first_line(exc)}"
+        ) from None
+    return [str(row[0]) for row in rows if row and row[0] is not None]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def read_source(
+    source: LedgerSource, *, run_id: str, environ: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """Order ids from a source's HTTP export and/or SQL query, and where they came from."""
+    ids: list[str] = []
+    where: list[str] = []
+    if source.http is not None:
+        ids.extend(read_http(source.http, run_id=run_id, environ=environ))
+        where.append(urlsplit(_fill(source.http.url, run_id))._replace(query="").geturl())
+    if source.sql is not None:
+        ids.extend(read_sql(source.sql, run_id=run_id, environ=environ))
+        host = dsn_host(_expand(source.sql.dsn, environ))
+        where.append(f"postgresql://{host or 'local socket'}")
+    return ids, where
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TeamLedgerReader:
+    """Reads a target's ``audit.ledger`` for one run."""
+
+    ledger: TeamLedger
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def read(self, run_id: str) -> LedgerRecords:
+        """The ledger's records for ``run_id``."""
+        orders, where = read_source(self.ledger, run_id=run_id, environ=self.environ)
+        credits: tuple[str, ...] | None = None
+        if self.ledger.credits is not None:
+            credit_ids, credit_where = read_source(
+                self.ledger.credits, run_id=run_id, environ=self.environ
+            )
+            credits = tuple(credit_ids)
+            where.extend(w for w in credit_where if w not in where)
+        # Both sources of one list: an order in either is in the ledger.
+        return LedgerRecords(tuple(dict.fromkeys(orders)), credits, tuple(where))
+
+    def audit(self, run_id: str, outcomes_dir: Path) -> AuditResult:
+        """Read the ledger and reconcile it with what clients were told."""
+        return reconcile_team_ledger(self.read(run_id), outcomes_dir)
+
+
+def ledger_hosts(ledger: TeamLedger, environ: Mapping[str, str]) -> dict[str, str]:
+    """Role -> URL of every ledger endpoint, for the allow-list (the DSN as host only)."""
+    hosts: dict[str, str] = {}
+    for role, source in (("audit.ledger", ledger), ("audit.ledger.credits", ledger.credits)):
+        if source is None:
+            continue
+        if source.http is not None:
+            hosts[f"{role}.http"] = _TEMPLATE.sub("x", source.http.url)
+        if source.sql is not None:
+            names = env_refs(source.sql.dsn)
+            if all(name in environ for name in names):
+                host = dsn_host(_expand(source.sql.dsn, environ))
+                hosts[f"{role}.sql"] = f"postgresql://{host or 'localhost'}"
+    return hosts
+
+
+def reconcile_team_ledger(records: LedgerRecords, outcomes_dir: Path) -> AuditResult:
+    """Lost and phantom orders (and double credits where credits are named), with ids.
+
+    lost: a client was told ok, the ledger has no such order. phantom: every attempt was
+    told failed or timed out, yet the ledger has the order. What the ledger cannot tell
+    (missing credits, oversold stock) is absent from the invariants and said in ``reason``.
+    """
+    told = _read_outcomes(outcomes_dir)
+    if told.records == 0:
+        return AuditResult(
+            "skipped", f"no outcome records in {outcomes_dir}", bad_lines=told.bad_lines
+        )
+    in_ledger = set(records.order_ids)
+    invariants: dict[str, InvariantResult] = {
+        "lost_orders": InvariantResult.of(told.ok - in_ledger),
+        "phantom_orders": InvariantResult.of((told.attempted - told.ok) & in_ledger),
+    }
+    not_audited = ["missing_credits (needs eligibility)", "oversold (no stock ledger named)"]
+    if records.credit_order_ids is not None:
+        seen: set[str] = set()
+        doubles: set[str] = set()
+        for order_id in records.credit_order_ids:
+            if order_id in told.attempted:
+                if order_id in seen:
+                    doubles.add(order_id)
+                seen.add(order_id)
+        invariants["double_credits"] = InvariantResult.of(doubles)
+    else:
+        not_audited.insert(0, "double_credits (no credits ledger named)")
+    failed = [name for name, inv in invariants.items() if inv.count]
+    skipped_note = "not audited: " + ", ".join(not_audited)
+    reason = f"invariants violated: {', '.join(failed)}; {skipped_note}" if failed else skipped_note
+    return AuditResult(
+        "failed" if failed else "passed",
+        reason,
+        invariants,
+        records=told.records,
+        bad_lines=told.bad_lines,
+    )
