@@ -108,19 +108,19 @@ def start_prometheus(targets: Sequence[str], *, interval: str = "1s") -> Prometh
         f"    scrape_timeout: {interval}\n"
         f"    static_configs:\n      - targets: [{listed}]\n"
     )
-    log = (folder / "prometheus.log").open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1h",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with (folder / "prometheus.log").open("wb") as log:  # the child keeps its own fd
+        process = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={folder / 'prometheus.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1h",
+                "--log.level=warn",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     server = PrometheusServer(f"http://127.0.0.1:{port}", folder, process, tuple(targets))
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
