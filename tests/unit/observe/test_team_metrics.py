@@ -99,7 +99,8 @@ def test_a_bad_jsonpath_is_refused_at_load() -> None:
         "version: 1\nkind: attach\nname: s\ngateway: {url: 'http://127.0.0.1:1'}\n"
         "toxiproxy: [{url: 'http://127.0.0.1:2', proxies: {store: store}}]\n"
         "allowed_hosts: [127.0.0.1]\n"
-        "audit:\n  ledger:\n    http: {url: 'http://127.0.0.1:3/x?ref={{run_id}}', order_ids: 'orders[*]'}\n"
+        "audit:\n  ledger:\n    http:\n"
+        "      {url: 'http://127.0.0.1:3/x?ref={{run_id}}', order_ids: 'orders[*]'}\n"
     )
     with pytest.raises(TargetFileError, match=r"starts with \$"):
         parse_target(text, path="s.yaml")
