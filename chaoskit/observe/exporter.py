@@ -56,7 +56,14 @@ _GAUGES = {
 class RunMetrics(Collector):
     """What the run has done so far, as Prometheus metric families (read at each scrape)."""
 
-    def __init__(self, *, run_id: str, experiment: str) -> None:
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        experiment: str,
+        faults: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
+        """``faults``: name -> (kind, dependency or target), served as 0 until applied."""
         self.run_id = run_id
         self.experiment = experiment
         self._lock = threading.Lock()
@@ -68,8 +75,8 @@ class RunMetrics(Collector):
         self._latency_sum_s = 0.0
         self._gauges: dict[str, float] = {}
         self._phase = "baseline"
-        self._faults: dict[str, tuple[str, str]] = {}  # name -> (kind, dependency/target)
-        self._active: dict[str, float] = {}
+        self._faults: dict[str, tuple[str, str]] = dict(faults or {})
+        self._active: dict[str, float] = dict.fromkeys(self._faults, 0.0)
 
     # ---- input ---------------------------------------------------------------------------
     def handle(self, event: Event) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,55 +32,24 @@ __all__ = [
 ]
 
 _TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
-_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_-]*)|\[(\*|\d+|'[^']*'|\"[^\"]*\")\]")
-PathStep = str | int | None  # key, index, or None for [*]
 
 
-def parse_json_path(path: str) -> tuple[PathStep, ...]:
-    """The steps of a JSONPath subset: ``$``, ``.key``, ``['key']``, ``[n]``, ``[*]``."""
+def parse_json_path(path: str) -> Any:
+    """The compiled JSONPath (RFC 9535, python-jsonpath); ValueError says what is wrong."""
+    import jsonpath
+
     text = path.strip()
     if not text.startswith("$"):
         raise ValueError(f"a JSONPath starts with $, got {path!r}")
-    steps: list[PathStep] = []
-    pos = 1
-    while pos < len(text):
-        match = _PATH_PART.match(text, pos)
-        if match is None:
-            raise ValueError(
-                f"cannot read the JSONPath {path!r} at {text[pos:]!r}; "
-                "supported: $.key, $['key'], [n], [*]"
-            )
-        key, bracket = match.group(1), match.group(2)
-        if key is not None:
-            steps.append(key)
-        elif bracket == "*":
-            steps.append(None)
-        elif bracket.isdigit():
-            steps.append(int(bracket))
-        else:
-            steps.append(bracket[1:-1])
-        pos = match.end()
-    return tuple(steps)
+    try:
+        return jsonpath.compile(text)
+    except jsonpath.JSONPathError as exc:
+        raise ValueError(f"cannot read the JSONPath {path!r}: {exc}") from None
 
 
-def select(document: Any, steps: Iterable[PathStep]) -> list[Any]:
-    """Every value the path reaches in ``document`` (missing keys reach nothing)."""
-    values = [document]
-    for step in steps:
-        found: list[Any] = []
-        for value in values:
-            if step is None:
-                if isinstance(value, list):
-                    found.extend(value)
-                elif isinstance(value, dict):
-                    found.extend(value.values())
-            elif isinstance(step, int):
-                if isinstance(value, list) and -len(value) <= step < len(value):
-                    found.append(value[step])
-            elif isinstance(value, dict) and step in value:
-                found.append(value[step])
-        values = found
-    return values
+def select(document: Any, compiled: Any) -> list[Any]:
+    """Every value the compiled path reaches in ``document``."""
+    return list(compiled.findall(document))
 
 
 @dataclass(frozen=True, slots=True)

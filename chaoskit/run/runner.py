@@ -138,7 +138,11 @@ class Runner:
         # Hook: the run's own metrics for the team's Prometheus (--metrics-port).
         self.run_metrics: RunMetrics | None = None
         if settings.metrics_port is not None:
-            self.run_metrics = RunMetrics(run_id=self.run_id, experiment=experiment.name)
+            self.run_metrics = RunMetrics(
+                run_id=self.run_id,
+                experiment=experiment.name,
+                faults={f.name: (f.kind, f.target) for f in experiment.faults},
+            )
             self.bus.subscribe(self.run_metrics)
         self._t0 = 0.0
         self._phase = "baseline"
