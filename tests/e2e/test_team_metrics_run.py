@@ -8,6 +8,7 @@ team's service metrics, and the driver's --metrics-port; the stack is the e2e ru
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -17,10 +18,59 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-RunStack = Any  # the run_stack fixture (tests/e2e/conftest.py)
+from chaoskit.stack.local import LocalStack
+from chaoskit.stack.target import load_target, port_layout
+from tests.e2e.conftest import RunStack
+
 Prometheus = Callable[..., Any]  # the prometheus fixture (tests/conftest.py)
 
 pytestmark = pytest.mark.e2e
+
+# This file's own stack, on a base port picked at run time in 44000-44825 (the fixed e2e
+# ports can be taken by other processes' ephemeral source ports on a shared machine).
+TEAM_PORTS = range(44000, 44826, 25)
+
+
+def _window_free(base: int) -> bool:
+    layout = port_layout(base)
+    for port in (*layout.all_ports(), base):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunStack]:
+    """A live local stack for these runs, on free ports picked now."""
+    base = next((b for b in TEAM_PORTS if _window_free(b)), None)
+    if base is None:
+        raise RuntimeError("no free 75-port window in 44000-44900 for the team stack")
+    folder = tmp_path_factory.mktemp("team-stack")
+    home = folder / "home"
+    target_file = folder / "team-run.yaml"
+    target_file.write_text(f"version: 1\nkind: local\nname: team-run\nbase_port: {base}\n")
+    env = dict(os.environ)
+    env.update({"CHAOSKIT_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "120"})
+    stack = LocalStack(load_target(str(target_file)), state_dir=home / "stacks" / "team-run")
+    stack.up()
+    try:
+        yield RunStack(target_file=target_file, endpoints=stack.endpoints(), env=env, home=home)
+    finally:
+        stack.down()
+
+
+@pytest.fixture
+def clean_stack(team_stack: RunStack) -> Iterator[RunStack]:
+    """The team stack, free of toxics before and after the test."""
+    with team_stack.toxiproxy() as client:
+        client.reset()
+    yield team_stack
+    with team_stack.toxiproxy() as client:
+        client.reset()
 
 
 def free_port() -> int:
