@@ -147,7 +147,7 @@ def preflight(
     notes: list[str] = []
     _check_load(plan, target, notes)
     faults = tuple(_check_fault(w, target, endpoints) for w in plan.fault_windows)
-    skipped, settings = _skipped(experiment, endpoints)
+    skipped, settings = _skipped(experiment, endpoints, target)
     # Last: the only network call, made once everything else passed.
     _check_proxies(target, proxies_of or _proxy_names)
     return SafetyReview(
@@ -297,7 +297,7 @@ def _check_fault(
 
 
 def _skipped(
-    experiment: Experiment, endpoints: StackEndpoints
+    experiment: Experiment, endpoints: StackEndpoints, target: AttachTarget
 ) -> tuple[list[str], dict[str, dict[str, object]]]:
     """What the run cannot do on this target (with why), and the /admin settings it will apply."""
     services = endpoints.services
@@ -311,7 +311,17 @@ def _skipped(
             keys = ", ".join(values)
             skipped.append(f"stack settings for {service} ({keys}): no {service} /admin endpoint")
     missing = [s for s in _LEDGER_SERVICES if s not in services]
-    if missing:
+    unaudited: set[str] = set()
+    if target.audit is not None:
+        # The team's ledger: lost/phantom orders (double credits where credits are named).
+        missing = []
+        unaudited = {"missing_credits", "oversold"}
+        if target.audit.ledger.credits is None:
+            unaudited.add("double_credits")
+        skipped.append(
+            f"audit of {', '.join(sorted(unaudited))}: the target's audit.ledger does not tell"
+        )
+    elif missing:
         skipped.append(f"audit (lost/phantom orders, credits): no /ledger for {', '.join(missing)}")
     if not services:
         skipped.append("server-side metrics (coupon delay, store, riders): no /stats endpoints")
@@ -323,6 +333,7 @@ def _skipped(
             and (
                 (METRICS[check.metric].source == "server" and not services)
                 or (METRICS[check.metric].source == "audit" and missing)
+                or check.metric in unaudited
             )
         }
     )

@@ -26,9 +26,10 @@ Prometheus = Callable[..., Any]  # the prometheus fixture (tests/conftest.py)
 
 pytestmark = pytest.mark.e2e
 
-# This file's own stack, on a base port picked at run time in 44000-44825 (the fixed e2e
-# ports can be taken by other processes' ephemeral source ports on a shared machine).
-TEAM_PORTS = range(44000, 44826, 25)
+# This file's own stack, on a base port picked at run time above the kernel's ephemeral
+# range (32768-60999): there, a busy machine's outgoing connections can hold any port (seen:
+# a neighbour's Toxiproxy on 37910, hundreds of ports in 44000-44900 at once).
+TEAM_PORTS = range(61000, 65400, 100)
 
 
 def _window_free(base: int) -> bool:
@@ -48,7 +49,7 @@ def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunStack]:
     """A live local stack for these runs, on free ports picked now."""
     base = next((b for b in TEAM_PORTS if _window_free(b)), None)
     if base is None:
-        raise RuntimeError("no free 75-port window in 44000-44900 for the team stack")
+        raise RuntimeError("no base port in 61000-65400 whose stack ports are all free")
     folder = tmp_path_factory.mktemp("team-stack")
     home = folder / "home"
     target_file = folder / "team-run.yaml"
@@ -250,9 +251,8 @@ def test_a_guardrail_on_a_promql_metric_aborts_and_rolls_back(
 def test_an_unreachable_prometheus_stops_the_run_before_any_load(
     clean_stack: RunStack, tmp_path: Path
 ) -> None:
-    body = (
-        "load:\n  model: open\n  shape: {kind: constant, for: 5s, rate: 5}\n"
-        + metrics_block(f"http://127.0.0.1:{free_port()}")
+    body = "load:\n  model: open\n  shape: {kind: constant, for: 5s, rate: 5}\n" + metrics_block(
+        f"http://127.0.0.1:{free_port()}"
     )
     experiment = clean_stack.experiment(tmp_path, "team-down", body)
     reports = tmp_path / "reports"
@@ -277,3 +277,144 @@ def test_a_query_prometheus_refuses_is_bad_input(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "metrics.prometheus.queries.broken" in result.stderr
     assert "parse error" in result.stderr
+
+
+def attach_target(stack: RunStack, folder: Path, extra: str) -> Path:
+    """An attach target on the team stack (no services: no /stats, /admin or /ledger)."""
+    endpoints = stack.endpoints
+    proxies = ", ".join(f"{dep}: {ref.name}" for dep, ref in endpoints.proxies.items())
+    path = folder / "team-attach.yaml"
+    path.write_text(
+        "version: 1\nkind: attach\nname: team-attach\n"
+        f'gateway: {{url: "{endpoints.gateway_url}"}}\n'
+        f"toxiproxy:\n  - url: {endpoints.toxiproxy_urls[0]}\n    proxies: {{{proxies}}}\n"
+        "allowed_hosts: [127.0.0.1]\n"
+        "caps: {max_rate: 20, max_fault_duration: 20s}\n"
+        'headers: {Authorization: "Bearer ${TEAM_TOKEN}"}\n'
+        "watchdog: {ttl: 5s}\n" + extra
+    )
+    return path
+
+
+def test_the_audit_through_the_teams_http_export_and_sql_keeps_secrets_out(
+    clean_stack: RunStack, postgres: Any, tmp_path: Path
+) -> None:
+    import psycopg
+
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS credits (order_id text, ref text)")
+        conn.execute("CREATE TABLE IF NOT EXISTS extra_orders (id text, ref text)")
+    orders_url = clean_stack.endpoints.services["orders"]
+    target = attach_target(
+        clean_stack,
+        tmp_path,
+        "audit:\n"
+        "  ledger:\n"
+        "    http:\n"
+        f'      url: "{orders_url}/ledger?ref={{{{run_id}}}}"\n'
+        '      order_ids: "$.orders[*].order_id"\n'
+        '      headers: {X-Ledger-Key: "${TEAM_LEDGER_KEY}"}\n'
+        "    sql:\n"
+        '      dsn: "${TEAM_LEDGER_DSN}"\n'
+        "      query: SELECT id FROM extra_orders WHERE ref = %(run_id)s\n"
+        "    credits:\n"
+        "      sql:\n"
+        '        dsn: "${TEAM_LEDGER_DSN}"\n'
+        "        query: SELECT order_id FROM credits WHERE ref = %(run_id)s\n",
+    )
+    body = (
+        "load:\n  model: open\n  shape: {kind: constant, for: 6s, rate: 10}\n"
+        "hypothesis:\n"
+        "  - {metric: lost_orders, max: 0}\n"
+        "  - {metric: phantom_orders, max: 0}\n"
+        "  - {metric: double_credits, max: 0}\n"
+        "  - {metric: oversold, max: 0}\n"
+        "report: {formats: [json, md, html, junit, csv]}\n"
+    )
+    experiment = clean_stack.experiment(tmp_path, "team-ledger", body)
+    token, key = "tok-" + os.urandom(6).hex(), "key-" + os.urandom(6).hex()
+    env = {
+        **clean_stack.env,
+        "TEAM_TOKEN": token,
+        "TEAM_LEDGER_KEY": key,
+        "TEAM_LEDGER_DSN": postgres.dsn,
+    }
+    reports = tmp_path / "reports"
+    result = subprocess_run(
+        env,
+        "run",
+        str(experiment),
+        "--target",
+        str(target),
+        "--yes",
+        "--no-dashboard",
+        "--reports-dir",
+        str(reports),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = only_run_dir(reports)
+    data = summary(run_dir)
+    audit = data["audit"]
+    assert audit["status"] == "passed", audit
+    assert audit["invariants"]["lost_orders"]["count"] == 0
+    assert audit["invariants"]["phantom_orders"]["count"] == 0
+    assert audit["invariants"]["double_credits"]["count"] == 0
+    assert "oversold" not in audit["invariants"] and "oversold" in audit["reason"]
+    checks = {c["metric"]: c for c in data["checks"] if c["kind"] == "hypothesis"}
+    assert checks["lost_orders"]["ok"] is True and checks["phantom_orders"]["ok"] is True
+    assert checks["oversold"]["ok"] is None  # not audited: never a pass
+    assert data["metrics"]["orders"] > 0
+    # No secret in any file the run wrote, nor in what it printed.
+    secrets_ = (token, key, postgres.password)
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            for secret in secrets_:
+                assert secret.encode() not in text, (path, secret[:4])
+    for secret in secrets_:
+        assert secret not in result.stdout + result.stderr
+
+
+def test_a_ledger_host_off_the_allow_list_is_refused_before_load(
+    clean_stack: RunStack, tmp_path: Path
+) -> None:
+    target = attach_target(
+        clean_stack,
+        tmp_path,
+        "audit:\n  ledger:\n"
+        "    http: {url: 'http://ledger.example.invalid/x', order_ids: '$[*]'}\n",
+    )
+    experiment = clean_stack.experiment(
+        tmp_path,
+        "team-refused",
+        "load:\n  model: open\n  shape: {kind: constant, for: 5s, rate: 5}\n",
+    )
+    result = subprocess_run(
+        {**clean_stack.env, "TEAM_TOKEN": "x"},
+        "run",
+        str(experiment),
+        "--target",
+        str(target),
+        "--yes",
+        "--no-dashboard",
+        "--reports-dir",
+        str(tmp_path / "reports"),
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "audit.ledger.http host 'ledger.example.invalid' is not in" in result.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def subprocess_run(env: dict[str, str], *args: str) -> Any:
+    import subprocess
+
+    from tests.e2e.conftest import REPO, chaoskit_command
+
+    return subprocess.run(
+        [*chaoskit_command(), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
