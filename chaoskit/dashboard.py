@@ -397,9 +397,12 @@ class Dashboard:
         return self._panel("Latency", lines, 7)
 
     def _failures(self, m: Mapping[str, float | None]) -> Panel:
-        half = (len(FAILURE_STEPS) + 1) // 2
+        # The run's journey names the steps (the stub chain's by default).
+        steps = [k.removeprefix("failures.") for k in m if k.startswith("failures.")]
+        steps = steps or list(FAILURE_STEPS)
+        half = (len(steps) + 1) // 2
         lines = []
-        for left, right in zip(FAILURE_STEPS[:half], FAILURE_STEPS[half:], strict=False):
+        for left, right in zip(steps[:half], steps[half:], strict=False):
             line = Text()
             for step in (left, right):
                 value = m.get(f"failures.{step}")
@@ -484,7 +487,7 @@ def _team_metrics(metrics: Mapping[str, float | None]) -> str:
     return " ".join(
         f"{name}={'no data' if value is None else format(value, '.4g')}"
         for name, value in metrics.items()
-        if name not in METRICS
+        if name not in METRICS and not name.startswith("failures.")
     )
 
 

@@ -264,7 +264,7 @@ def _describe(error: ErrorDetails, loc: Loc, tree: CommentedMap) -> tuple[str, b
             return f"expected {ctx.get('expected', '?')}{got}", False
         hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
         return f"expected one of {', '.join(options)}{got}{hint}", False
-    if kind == "experiment":
+    if kind in ("experiment", "journey"):
         return str(ctx.get("message", error["msg"])), False
     if kind == "duration":
         return f"{error['msg']}{got}", False
@@ -308,7 +308,7 @@ def _explain(exc: ValidationError, tree: CommentedMap, source: Path) -> Experime
     for error in exc.errors(include_url=False):
         loc: Loc = tuple(error["loc"])
         ctx = error.get("ctx") or {}
-        if error["type"] == "experiment" and ctx.get("loc"):
+        if error["type"] in ("experiment", "journey") and ctx.get("loc"):
             loc = (*loc, *ctx["loc"])
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "kind")
@@ -372,6 +372,18 @@ def _check_files(experiment: Experiment, tree: CommentedMap, source: Path) -> No
                     line=place.line,
                     col=place.col,
                 )
+    journey = experiment.load.journey
+    if journey is not None and journey.python_ref is not None:
+        hook_file = Path(journey.python_ref[0])
+        hook_file = hook_file if hook_file.is_absolute() else experiment.base_dir / hook_file
+        if not hook_file.is_file():
+            place = _Place(tree, ("load", "journey", "python"))
+            raise ExperimentError(
+                f"{place.path}: no such file {str(hook_file)!r}",
+                path=source,
+                line=place.line,
+                col=place.col,
+            )
     curve = build_shape(shape, base_dir=experiment.base_dir)
     if curve.duration_s <= 0:
         place = _Place(tree, shape_loc)

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
+from chaoskit.journey.models import JourneyConfig
 from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
 from chaoskit.observe.prometheus import (
     MetricsSettings,
@@ -161,14 +162,18 @@ Service = Annotated[
     WithJsonSchema({"type": "string", "enum": list(SERVICES)}),
 ]
 _METRIC_NAMES = tuple(METRICS)
+_STEP_METRIC = re.compile(r"^failures\.[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def _metric(value: str, info: ValidationInfo) -> str:
+    # failures.<step> of any journey step: the journey (target or experiment) names them.
+    if _STEP_METRIC.match(value) or value in METRICS:
+        return value
     # Names the run's PromQL queries add (this experiment's metrics block and its target
     # file's) are metrics too; the loader passes them in the validation context.
     context = info.context if isinstance(info.context, dict) else {}
     extra = tuple(context.get("extra_metrics", ()))
-    if value not in METRICS and value not in extra:
+    if value not in extra:
         allowed = (*_METRIC_NAMES, *extra)
         raise PydanticCustomError(
             "experiment",
@@ -462,6 +467,9 @@ class LoadSettings(_Model):
     max_inflight: int = Field(default=2000, ge=1)
     behaviour: Behaviour = Field(default_factory=Behaviour)
     shape: Shape
+    # What one buyer's order is as HTTP requests; None: the target's journey (the built-in
+    # agent-buyer unless the target file names one).
+    journey: JourneyConfig | None = None
 
 
 # ---------------------------------------------------------------- faults

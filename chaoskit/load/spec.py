@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chaoskit.errors import InputError, SafetyRefusal
+from chaoskit.journey.models import JourneyConfig
 
 __all__ = [
     "LOCAL_HOSTS",
@@ -82,6 +83,9 @@ class LoadSpec(_Model):
     # text: {"text": "help me buy ..."}; fields: {item, spec, deadline_min, place} (attach targets
     # whose order API takes structured intents).
     intent_format: Literal["text", "fields"] = "text"
+    # What one attempt is; None: the built-in agent-buyer on orders_path / intent_format.
+    # A Python journey's file is absolute here (the runner resolves it).
+    journey: JourneyConfig | None = None
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -27,6 +27,7 @@ from chaoskit.faults.actuators import FaultSpec, make_actuator
 from chaoskit.faults.domain import AdminClient
 from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec, Trigger
 from chaoskit.faults.toxiproxy import ToxiproxyClient
+from chaoskit.journey import JourneyConfig, resolve_journey
 from chaoskit.load.process import LoadProcess
 from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
@@ -129,7 +130,7 @@ class Runner:
         for handler in handlers or []:
             self.bus.subscribe(handler)
         self.summary = SummaryWriter(self.run_dir)
-        self.aggregator = MetricsAggregator()
+        self.aggregator = MetricsAggregator(failure_steps=self._journey_config().failure_steps())
         # Hook: the team's PromQL metrics are series like the built-in ones.
         if settings.prometheus is not None:
             self.aggregator.declare_external(
@@ -543,7 +544,26 @@ class Runner:
             if getattr(self.endpoints, "intent_format", "text") == "fields"
             else "text",
             caps=Caps.model_validate(self.settings.caps),
+            journey=self._journey(),
         )
+
+    def _journey_config(self) -> JourneyConfig:
+        """The journey this run drives (the built-in agent-buyer unless one is named)."""
+        return resolve_journey(
+            self._journey(),
+            orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
+            intent_format="fields"
+            if getattr(self.endpoints, "intent_format", "text") == "fields"
+            else "text",
+        )
+
+    def _journey(self) -> JourneyConfig | None:
+        """The experiment's journey, else the target's; None: the built-in agent-buyer."""
+        own = self.experiment.load.journey
+        if own is not None:
+            return own.resolved(self._base_dir())
+        journey = getattr(self.endpoints, "journey", None)
+        return journey if isinstance(journey, JourneyConfig) else None
 
     def _base_dir(self) -> Path:
         source = getattr(self.experiment, "source_path", None)

@@ -37,6 +37,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from chaoskit.errors import TargetFileError
 from chaoskit.experiment.durations import PositiveDuration
+from chaoskit.journey.models import JourneyConfig
 from chaoskit.observe.prometheus import MetricsSettings, base_url_problem
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES, ProxyRef
 
@@ -379,6 +380,9 @@ class AttachTarget(_TargetBase):
     headers: dict[str, str] = Field(default_factory=dict)
     tag: RunTag = Field(default_factory=RunTag)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
+    # What one buyer's order is on this stack; None: the built-in agent-buyer on
+    # gateway.orders_path (the stub stack's contract). An experiment may override it.
+    journey: JourneyConfig | None = None
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     audit: AuditSettings | None = None
 
@@ -589,7 +593,7 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
         if len(loc) > 0 and loc[0] in ("local", "docker", "attach"):
             loc = loc[1:]
         extra = (error.get("ctx") or {}).get("loc")
-        if error["type"] in ("target", "experiment") and extra:
+        if error["type"] in ("target", "experiment", "journey") and extra:
             # A problem raised below its validator's own field (a dict key, a list item).
             loc = (*loc, *extra)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
@@ -598,7 +602,22 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
         raise TargetFileError(_describe(error, loc), path=path, line=line, col=col) from exc
     if path is not None:
         target._source = Path(path)
+        _check_journey_file(target, data, Path(path))
     return target
+
+
+def _check_journey_file(target: Target, data: Any, path: Path) -> None:
+    """A Python journey's file must exist (relative to the target file)."""
+    journey = getattr(target, "journey", None)
+    if journey is None or journey.python_ref is None:
+        return
+    hook_file = Path(journey.python_ref[0])
+    hook_file = hook_file if hook_file.is_absolute() else path.parent / hook_file
+    if not hook_file.is_file():
+        line, col = _position(data, ("journey", "python"))
+        raise TargetFileError(
+            f"journey.python: no such file {str(hook_file)!r}", path=path, line=line, col=col
+        )
 
 
 def _plain(node: Any) -> Any:
@@ -653,7 +672,7 @@ def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
         return f"{where}: {message}"
-    if kind in ("target", "experiment"):
+    if kind in ("target", "experiment", "journey"):
         return f"{where}: {message}"
     if loc and loc[0] == "headers":
         # A header value may be a secret: never echo what was given.

@@ -52,11 +52,13 @@ def running_postgres(work: Path) -> Iterator[str]:
             if parent == Path("/tmp") or parent == Path("/"):
                 break
             os.chmod(parent, os.stat(parent).st_mode | 0o711)
-    subprocess.run(
+    done = subprocess.run(
         _as_owner([_binary("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr or done.stdout}")
     port = free_port()
     log = work / "postgres.log"
     with log.open("wb") as log_file:
