@@ -23,6 +23,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+# pytester runs the chaoskit pytest plugin in a pytest of its own (tests/e2e/test_pytest_plugin.py).
+pytest_plugins = ["pytester"]
+
 
 def free_port() -> int:
     """A port nothing listens on right now, on 127.0.0.1."""

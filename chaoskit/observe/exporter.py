@@ -23,7 +23,15 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from chaoskit.errors import InputError
-from chaoskit.events import Event
+from chaoskit.events import (
+    Event,
+    FaultApplied,
+    FaultFailed,
+    FaultRemoved,
+    FaultRequested,
+    PhaseChanged,
+    Sample,
+)
 from chaoskit.observe.histogram import LatencyHistogram
 from chaoskit.observe.metrics import FAILURE_STEPS
 
@@ -81,26 +89,24 @@ class RunMetrics(Collector):
     # ---- input ---------------------------------------------------------------------------
     def handle(self, event: Event) -> None:
         """The event handler side: samples, phases, fault windows."""
-        data = event.data
         with self._lock:
-            if event.type == "sample":
-                metrics = data.get("metrics") or {}
+            if isinstance(event, Sample):
                 for name in _GAUGES:
-                    value = metrics.get(name)
+                    value = event.metrics.get(name)
                     if isinstance(value, int | float):
                         self._gauges[name] = float(value)
                     else:
                         self._gauges.pop(name, None)
-            elif event.type == "phase_changed":
-                self._phase = str(data.get("phase") or self._phase)
-            elif event.type == "fault_requested":
-                name = str(data.get("name"))
-                self._faults[name] = (str(data.get("kind", "")), str(data.get("target", "")))
-                self._active.setdefault(name, 0.0)
-            elif event.type == "fault_applied":
-                self._active[str(data.get("name"))] = 1.0
-            elif event.type in ("fault_removed", "fault_failed"):
-                self._active[str(data.get("name"))] = 0.0
+            elif isinstance(event, PhaseChanged):
+                self._phase = str(event.phase)
+            elif isinstance(event, FaultRequested):
+                self._faults[event.name] = (event.kind, event.target)
+                self._active.setdefault(event.name, 0.0)
+            elif isinstance(event, FaultApplied):
+                self._faults.setdefault(event.name, (event.kind, event.target))
+                self._active[event.name] = 1.0
+            elif isinstance(event, FaultRemoved | FaultFailed):
+                self._active[event.name] = 0.0
 
     def add_tick(self, tick: Mapping[str, Any]) -> None:
         """The load engine's tick: counts and the request latency histogram."""

@@ -25,7 +25,7 @@ from chaoskit.experiment.models import Experiment
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.observe.metrics import METRICS
 from chaoskit.observe.team import team_hosts
-from chaoskit.plan import FaultWindow, Plan
+from chaoskit.planning import FaultWindow, Plan
 from chaoskit.run.settings import stack_settings
 from chaoskit.stack.endpoints import StackEndpoints
 from chaoskit.stack.target import AttachTarget, Target, env_refs

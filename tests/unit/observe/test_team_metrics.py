@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from chaoskit.errors import ExperimentError, TargetFileError
-from chaoskit.events import Event
+from chaoskit.events import FaultApplied, FaultRemoved, FaultRequested, PhaseChanged
 from chaoskit.experiment.loader import parse_experiment
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.exporter import RunMetrics
@@ -167,10 +167,12 @@ def test_the_exporter_serves_fault_windows_phases_and_latency() -> None:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
     metrics.handle(
-        Event("fault_requested", 1.0, {"name": "slow", "kind": "latency", "target": "store"})
+        FaultRequested(t=1.0, name="slow", kind="latency", target="store", params={})
     )
-    metrics.handle(Event("fault_applied", 1.0, {"name": "slow", "kind": "latency"}))
-    metrics.handle(Event("phase_changed", 1.0, {"phase": "during"}))
+    metrics.handle(
+        FaultApplied(t=1.0, name="slow", kind="latency", target="store", lag_ms=3.0, ends_at=None)
+    )
+    metrics.handle(PhaseChanged(t=1.0, phase="during"))
     hist = LatencyHistogram()
     hist.add(3, 4)
     hist.add(700)
@@ -190,5 +192,5 @@ def test_the_exporter_serves_fault_windows_phases_and_latency() -> None:
     assert 'chaoskit_failures_total{step="store"} 1.0' in text
     assert 'chaoskit_request_latency_seconds_bucket{le="0.005"} 4.0' in text
     assert 'chaoskit_request_latency_seconds_bucket{le="1.0"} 5.0' in text
-    metrics.handle(Event("fault_removed", 4.0, {"name": "slow", "kind": "latency"}))
+    metrics.handle(FaultRemoved(t=4.0, name="slow", kind="latency", reason="end", lag_ms=2.0))
     assert 'fault="slow",kind="latency"} 0.0' in generate_latest(registry).decode()
