@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from chaoskit.errors import InputError, TargetUnreachable
+from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.ledger import TeamLedgerReader, read_sql
 from chaoskit.observe.prometheus import (
@@ -67,7 +68,7 @@ def test_queries_are_checked_once_against_a_real_prometheus(
     assert values == {"queue": 8.0, "none": None}  # no data is None, not 0
     with pytest.raises(InputError, match="parse error") as refused:
         check_queries(source(server.url, bad="sum(shop_queue_depth"))
-    assert refused.value.exit_code == 2
+    assert exit_code_for_error(refused.value) == 2
     with pytest.raises(InputError, match="2 series"):
         check_queries(source(server.url, many="shop_queue_depth"))
 
@@ -80,7 +81,7 @@ def test_an_unreachable_prometheus_is_an_environment_problem() -> None:
         url = f"http://127.0.0.1:{probe.getsockname()[1]}"
     with pytest.raises(TargetUnreachable, match="cannot be reached") as caught:
         check_queries(source(url, queue="up"))
-    assert caught.value.exit_code == 4
+    assert exit_code_for_error(caught.value) == 4
 
 
 def test_the_sampler_feeds_the_time_series(

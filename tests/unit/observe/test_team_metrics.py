@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from chaoskit.errors import ExperimentError, TargetFileError
 from chaoskit.events import FaultApplied, FaultRemoved, FaultRequested, PhaseChanged
+from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.experiment.loader import parse_experiment
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.exporter import RunMetrics
@@ -57,7 +58,7 @@ def test_a_query_named_like_a_built_in_is_refused_with_its_line() -> None:
     with pytest.raises(ExperimentError) as caught:
         parse_experiment(text, path="team.yaml")
     assert "fulfilment_rate" in str(caught.value) and "built-in" in str(caught.value)
-    assert caught.value.exit_code == 2
+    assert exit_code_for_error(caught.value) == 2
     assert str(caught.value).startswith("team.yaml:10:")
 
 
