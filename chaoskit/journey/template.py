@@ -105,27 +105,49 @@ def _merge(parts: Iterable[Part]) -> tuple[Part, ...]:
 
 
 class Template:
-    """A compiled template: ``render(values)`` joins its parts."""
+    """A compiled template: ``render(values)`` is one generated f-string over its parts."""
 
-    __slots__ = ("names", "parts", "source", "_constant")
+    __slots__ = ("names", "parts", "render", "source")
 
     def __init__(self, parts: Iterable[Part], source: str) -> None:
         self.parts = _merge(parts)
         self.source = source
         self.names = tuple(dict.fromkeys(p[0] for p in self.parts if not isinstance(p, str)))
-        only = self.parts[0] if len(self.parts) == 1 else None
-        self._constant: str | None = (
-            "" if not self.parts else only if isinstance(only, str) else None
-        )
-
-    def render(self, values: Mapping[str, Any]) -> str:
+        self.render: Callable[[Mapping[str, Any]], str] = _renderer(self.parts)
         """The text for one attempt; every name must be in ``values``."""
-        if self._constant is not None:
-            return self._constant
-        return "".join([p if isinstance(p, str) else p[1](values[p[0]]) for p in self.parts])
 
     def __repr__(self) -> str:
         return f"Template({self.source!r})"
+
+
+def _renderer(parts: tuple[Part, ...]) -> Callable[[Mapping[str, Any]], str]:
+    """One function per template, written once: the hot path is a single f-string.
+
+    Literals and encoders are bound as names (never pasted into the source) and variable
+    names are validated identifiers, so the generated code holds nothing from the file.
+    """
+    if not parts:
+        return lambda values: ""
+    if len(parts) == 1 and isinstance(parts[0], str):
+        constant = parts[0]
+        return lambda values: constant
+    scope: dict[str, Any] = {}
+    pieces: list[str] = []
+    for index, part in enumerate(parts):
+        if isinstance(part, str):
+            scope[f"_l{index}"] = part
+            pieces.append(f"{{_l{index}}}")
+        else:
+            name, encode = part
+            if not name.isidentifier():
+                raise TemplateSyntaxError(f"{name!r} is not a variable name")
+            scope[f"_e{index}"] = encode
+            pieces.append(f"{{_e{index}(values[{name!r}])}}")
+    # repr() of an identifier is single-quoted: the f-string itself uses double quotes.
+    source = f'def render(values):\n    return f"{"".join(pieces)}"\n'
+    exec(compile(source, "<journey template>", "exec"), scope)  # noqa: S102 - see docstring
+    render: Callable[[Mapping[str, Any]], str] = scope["render"]
+    return render
 
 
 def compile_text(text: str, *, path: bool = False) -> Template:

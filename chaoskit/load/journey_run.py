@@ -172,14 +172,15 @@ class JourneyDriver:
                 config.model_copy(update={"steps": steps}), seed=spec.seed, headers=headers
             )
             # Constant headers (the common case) are one dict shared by every request.
-            self._static_headers: dict[str, dict[str, str] | None] = {
-                step.name: (
+            self._steps: tuple[tuple[CompiledStep, dict[str, str] | None], ...] = tuple(
+                (
+                    step,
                     {name: t.render({}) for name, t in step.headers}
                     if all(not t.names for _, t in step.headers)
-                    else None
+                    else None,
                 )
                 for step in self._journey.steps
-            }
+            )
 
     # -- one attempt ------------------------------------------------------------------------
 
@@ -206,8 +207,8 @@ class JourneyDriver:
         if journey.variables:
             values.update(journey.seeded_vars(intent.intent_id[self._prefix :]))
         outcome: Attempt | None = None
-        for step in journey.steps:
-            outcome = self._step(session, step, values)
+        for step, headers in self._steps:
+            outcome = self._step(session, step, headers, values)
             if outcome.told != "ok":
                 break
         assert outcome is not None
@@ -218,10 +219,13 @@ class JourneyDriver:
         return outcome, order_id
 
     def _send(
-        self, session: FastHttpSession, step: CompiledStep, values: Mapping[str, Any]
+        self,
+        session: FastHttpSession,
+        step: CompiledStep,
+        headers: dict[str, str] | None,
+        values: Mapping[str, Any],
     ) -> tuple[int, Any, bool, float]:
         """(status, response, timed out, latency ms) of one request of ``step``."""
-        headers = self._static_headers[step.name]
         if headers is None:
             headers = {name: t.render(values) for name, t in step.headers}
         data = None if step.body is None else step.body.render(values)
@@ -255,11 +259,15 @@ class JourneyDriver:
         return status, response, timed_out, latency_ms
 
     def _step(
-        self, session: FastHttpSession, step: CompiledStep, values: dict[str, Any]
+        self,
+        session: FastHttpSession,
+        step: CompiledStep,
+        headers: dict[str, str] | None,
+        values: dict[str, Any],
     ) -> Attempt:
-        deadline = time.perf_counter() + step.poll_timeout_s
+        deadline = time.perf_counter() + step.poll_timeout_s if step.poll_until else 0.0
         while True:
-            status, response, timed_out, latency_ms = self._send(session, step, values)
+            status, response, timed_out, latency_ms = self._send(session, step, headers, values)
             tally = self._tally
             if timed_out:
                 tally.request(latency_ms, ok=False, step=step.timeout_step)
