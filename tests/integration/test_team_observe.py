@@ -174,21 +174,21 @@ def test_the_audit_through_an_http_export(
 
 @pytest.fixture
 def ledger_db(postgres: Any) -> Iterator[str]:
-    """A fresh shop_orders table in the real PostgreSQL; yields its DSN (with its password)."""
+    """A fresh team_orders table in the real PostgreSQL; yields its DSN (with its password)."""
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS shop_orders")
-        conn.execute("CREATE TABLE shop_orders (id text PRIMARY KEY, run_ref text NOT NULL)")
+        conn.execute("DROP TABLE IF EXISTS team_orders")
+        conn.execute("CREATE TABLE team_orders (id text PRIMARY KEY, run_ref text NOT NULL)")
     yield postgres.dsn
 
 
 def test_the_audit_through_sql_in_a_read_only_transaction(ledger_db: str, tmp_path: Path) -> None:
     with psycopg.connect(ledger_db, autocommit=True) as conn:
         for order_id, ref in (("o1", "r1"), ("o2", "r1"), ("x9", "other-run")):
-            conn.execute("INSERT INTO shop_orders VALUES (%s, %s)", (order_id, ref))
+            conn.execute("INSERT INTO team_orders VALUES (%s, %s)", (order_id, ref))
     outcomes = write_outcomes(tmp_path / "out", {"o1": "ok", "o2": "ok", "o3": "failed"})
     ledger = TeamLedger(
         sql=SqlLedger(
-            dsn="${LEDGER_DSN}", query="SELECT id FROM shop_orders WHERE run_ref = %(run_id)s"
+            dsn="${LEDGER_DSN}", query="SELECT id FROM team_orders WHERE run_ref = %(run_id)s"
         )
     )
     reader = TeamLedgerReader(ledger=ledger, environ={"LEDGER_DSN": ledger_db})
@@ -199,7 +199,7 @@ def test_the_audit_through_sql_in_a_read_only_transaction(ledger_db: str, tmp_pa
         0,
     )
     with psycopg.connect(ledger_db, autocommit=True) as conn:
-        conn.execute("DELETE FROM shop_orders WHERE id = 'o2'")  # the record is lost
+        conn.execute("DELETE FROM team_orders WHERE id = 'o2'")  # the record is lost
     result = reader.audit("r1", outcomes)
     assert result.status == "failed"
     assert result.invariants["lost_orders"].order_ids == ("o2",)
@@ -207,12 +207,12 @@ def test_the_audit_through_sql_in_a_read_only_transaction(ledger_db: str, tmp_pa
 
 def test_a_query_that_writes_is_refused_and_writes_nothing(ledger_db: str) -> None:
     writer = SqlLedger(
-        dsn="${LEDGER_DSN}", query="INSERT INTO shop_orders VALUES ('evil', 'r') RETURNING id"
+        dsn="${LEDGER_DSN}", query="INSERT INTO team_orders VALUES ('evil', 'r') RETURNING id"
     )
     with pytest.raises(InputError, match="tried to write"):
         read_sql(writer, run_id="r", environ={"LEDGER_DSN": ledger_db})
     with psycopg.connect(ledger_db) as conn:
-        assert conn.execute("SELECT count(*) FROM shop_orders").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM team_orders").fetchone() == (0,)
 
 
 def test_ledger_errors_never_show_the_dsn(postgres: Any) -> None:
