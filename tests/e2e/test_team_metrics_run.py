@@ -416,3 +416,41 @@ def subprocess_run(env: dict[str, str], *args: str) -> Any:
         text=True,
         timeout=120,
     )
+
+
+def test_a_fault_triggered_by_a_promql_metric(
+    clean_stack: RunStack,
+    prometheus: Prometheus,
+    team_app: tuple[str, Gauge],
+    tmp_path: Path,
+) -> None:
+    app, gauge = team_app
+    gauge.set(1)
+    server = prometheus([app])
+    server.wait_for_scrape()
+    body = (
+        "load:\n  model: open\n  shape: {kind: constant, for: 12s, rate: 8}\n"
+        "faults:\n"
+        "  - {name: slow-inventory, kind: latency, dependency: inventory, latency: 20ms,"
+        " for: 2s, when: {metric: shop_queue, above: 5, for: 1s}}\n"
+        "report: {formats: [json]}\n" + metrics_block(server.url)
+    )
+    experiment = clean_stack.experiment(tmp_path, "team-when", body)
+    reports = tmp_path / "reports"
+    process = clean_stack.start(experiment, reports)
+    try:
+        time.sleep(6.0)  # the queue is calm for the first seconds of the run
+        gauge.set(9)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, out + err
+    run_dir = only_run_dir(reports)
+    applied = [e for e in events(run_dir) if e["type"] == "fault_applied"]
+    assert len(applied) == 1, applied
+    samples = [e for e in events(run_dir) if e["type"] == "sample"]
+    first_high = min(s["t"] for s in samples if (s["metrics"].get("shop_queue") or 0) > 5)
+    assert applied[0]["t"] >= first_high + 0.9  # held above 5 for its 1 s first
+    assert summary(run_dir)["faults"][0]["status"] == "removed"

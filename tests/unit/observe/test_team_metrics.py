@@ -195,3 +195,57 @@ def test_the_exporter_serves_fault_windows_phases_and_latency() -> None:
     assert 'chaoskit_request_latency_seconds_bucket{le="1.0"} 5.0' in text
     metrics.handle(FaultRemoved(t=4.0, name="slow", kind="latency", reason="end", lag_ms=2.0))
     assert 'fault="slow",kind="latency"} 0.0' in generate_latest(registry).decode()
+
+
+ATTACH = (
+    "version: 1\nkind: attach\nname: s\ngateway: {url: 'http://127.0.0.1:1'}\n"
+    "toxiproxy: [{url: 'http://127.0.0.1:2', proxies: {store: store}}]\n"
+    "allowed_hosts: [127.0.0.1]\n"
+)
+
+
+def test_a_target_query_named_like_a_built_in_is_refused_with_its_line() -> None:
+    text = ATTACH + (
+        "metrics:\n  prometheus:\n    url: http://127.0.0.1:9090\n"
+        "    queries: {error_rate: up}\n"
+    )
+    with pytest.raises(TargetFileError) as caught:
+        parse_target(text, path="s.yaml")
+    assert "error_rate" in str(caught.value) and "built-in" in str(caught.value)
+    assert str(caught.value).startswith("s.yaml:10:")
+
+
+def test_a_prometheus_off_the_allow_list_is_refused_before_anything_runs() -> None:
+    from chaoskit.errors import SafetyRefusal
+    from chaoskit.observe.team import team_observation
+
+    target = parse_target(
+        ATTACH + "metrics: {prometheus: {url: 'http://prom.example.invalid:9090',"
+        " queries: {queue: up}}}\n"
+    )
+    experiment = parse_experiment(BASE, path="e.yaml")
+    with pytest.raises(SafetyRefusal, match="metrics.prometheus host 'prom.example.invalid'"):
+        team_observation(experiment, target, allowed_hosts=("127.0.0.1",))
+    # A metric no query defines cannot be judged: refused, not silently "no data".
+    from chaoskit.errors import InputError
+
+    local = parse_target("version: 1\nkind: local\nname: l\n")
+    uses = parse_experiment(
+        BASE + "hypothesis:\n  - {metric: queue, max: 1}\n",
+        path="e.yaml",
+        extra_metrics=["queue"],
+    )
+    with pytest.raises(InputError, match="hypothesis\\[0\\] uses metric 'queue'"):
+        team_observation(uses, local, allowed_hosts=("127.0.0.1",))
+
+
+def test_a_fault_can_be_triggered_by_a_promql_metric() -> None:
+    text = BASE + (
+        "metrics:\n  prometheus:\n    url: http://127.0.0.1:9090\n"
+        "    queries: {queue: max(shop_queue_depth)}\n"
+        "faults:\n  - {name: slow, kind: latency, dependency: store, latency: 50ms,"
+        " for: 2s, when: {metric: queue, above: 5, for: 1s}}\n"
+    )
+    experiment = parse_experiment(text, path="e.yaml")
+    assert experiment.faults[0].when is not None
+    assert experiment.faults[0].when.metric == "queue"
