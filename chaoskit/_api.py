@@ -68,7 +68,7 @@ def review(experiment: ExperimentLike, *, target: TargetLike = None) -> SafetyRe
 
     None for the local and docker stacks, which chaoskit owns. Touches nothing.
     """
-    loaded = _experiment(experiment)
+    loaded = _experiment(experiment, target)
     stack_target = resolve_target(loaded, target)
     if stack_target.kind != "attach":
         return None
@@ -111,7 +111,7 @@ def rehearse(
     instead of killing the process. A KeyboardInterrupt is rolled back and re-raised.
     ``metrics_port``: serve the run's own metrics on 127.0.0.1:PORT/metrics while it runs.
     """
-    loaded = _experiment(experiment)
+    loaded = _experiment(experiment, target)
     the_plan = build_plan(loaded)
     check_load_limits(
         workers=workers,
@@ -199,10 +199,16 @@ class _Callback:
         self._function(event)
 
 
-def _experiment(experiment: ExperimentLike) -> Experiment:
+def _experiment(experiment: ExperimentLike, target: TargetLike = None) -> Experiment:
     if isinstance(experiment, Experiment):
         return experiment
-    return load_experiment(Path(experiment))
+    # A target given apart from the experiment may add metric names (its PromQL queries).
+    extra: tuple[str, ...] = ()
+    if isinstance(target, LocalTarget | DockerTarget | AttachTarget):
+        extra = target.metric_names()
+    elif target is not None:
+        extra = load_target(target).metric_names()
+    return load_experiment(Path(experiment), extra_metrics=extra)
 
 
 def _ensure_up(

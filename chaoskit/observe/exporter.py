@@ -7,7 +7,7 @@ collector), so the team sees the fault windows beside its own service metrics.
 
 from __future__ import annotations
 
-import bisect
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -79,8 +79,7 @@ class RunMetrics(Collector):
         self._orders = 0
         self._requests = 0
         self._failures: dict[str, int] = dict.fromkeys(FAILURE_STEPS, 0)
-        self._buckets = [0] * (len(LATENCY_BUCKETS_S) + 1)  # per bucket, last = +Inf
-        self._latency_sum_s = 0.0
+        self._latency = LatencyHistogram()  # every request of the run, in ms
         self._gauges: dict[str, float] = {}
         self._phase = "baseline"
         self._faults: dict[str, tuple[str, str]] = dict(faults or {})
@@ -109,25 +108,18 @@ class RunMetrics(Collector):
                 self._active[event.name] = 0.0
 
     def add_tick(self, tick: Mapping[str, Any]) -> None:
-        """The load engine's tick: counts and the request latency histogram."""
-        latency: LatencyHistogram | None = None
-        blob = tick.get("latency_hdr")
-        if blob:
-            try:
-                latency = LatencyHistogram.decode(str(blob))
-            except Exception:  # hdrh raises assorted errors; a bad blob must not cost the counts
-                latency = None
+        """The load engine's tick: counts, and its latency histogram merged into the run's."""
         with self._lock:
             self._intents += int(tick.get("intents_started", 0))
             self._orders += int(tick.get("fulfilled", 0))
             self._requests += int(tick.get("requests", 0))
             for step, n in (tick.get("failed_steps") or {}).items():
                 self._failures[str(step)] = self._failures.get(str(step), 0) + int(n)
-            if latency is not None:
-                for ms, n in latency.recorded():
-                    seconds = ms / 1000.0
-                    self._buckets[bisect.bisect_left(LATENCY_BUCKETS_S, seconds)] += n
-                    self._latency_sum_s += seconds * n
+            blob = tick.get("latency_hdr")
+            if blob:
+                # Merged here (~1 ms); the buckets are read from it only when scraped.
+                with contextlib.suppress(Exception):  # hdrh raises assorted errors
+                    self._latency.merge_encoded(str(blob))
 
     # ---- output --------------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:
@@ -160,16 +152,17 @@ class RunMetrics(Collector):
                 if metric in self._gauges:
                     gauge.add_metric([], self._gauges[metric])
                 yield gauge
-            cumulative = 0
-            buckets: list[tuple[str, float]] = []
-            for bound, n in zip((*LATENCY_BUCKETS_S, float("inf")), self._buckets, strict=True):
-                cumulative += n
-                buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+            at_or_below = self._latency.counts_at_or_below([b * 1000 for b in LATENCY_BUCKETS_S])
+            buckets: list[tuple[str, float]] = [
+                (repr(bound), float(n))
+                for bound, n in zip(LATENCY_BUCKETS_S, at_or_below, strict=True)
+            ]
+            buckets.append(("+Inf", float(self._latency.count)))
             yield HistogramMetricFamily(
                 "chaoskit_request_latency_seconds",
                 "HTTP request latency seen by clients",
                 buckets=buckets,
-                sum_value=self._latency_sum_s,
+                sum_value=self._latency.sum_ms / 1000.0,
             )
             phase = GaugeMetricFamily(
                 "chaoskit_phase", "1 for the run's current phase", labels=["phase"]

@@ -151,6 +151,7 @@ def test_promql_metrics_per_phase_and_the_fault_window_in_prometheus(
     run_dir = only_run_dir(reports)
     data = summary(run_dir)
     assert data["verdict"] == "held"
+    assert data["errors"] == [], data["errors"]
     for phase in ("baseline", "during", "recovery"):
         assert data["phases"][phase]["shop_queue"] == pytest.approx(7.0), phase
         assert data["phases"][phase]["shop_nothing"] is None  # no data is not 0

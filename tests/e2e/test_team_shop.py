@@ -186,6 +186,7 @@ def test_promql_metrics_per_phase_and_the_audit_through_http_and_sql(team_shop: 
     assert run_dir is not None, output
     data = summary_of(run_dir)
     assert code == 0, output + json.dumps(data["checks"], indent=1)
+    assert data["errors"] == [], data["errors"]  # the summary took the PromQL metrics as they are
     phases = data["phases"]
     # The shop's own counters, through its Prometheus, per phase: ~15 confirmed/s at baseline,
     # and its p95 shows the 300 ms the fault adds to its inventory call.
@@ -196,8 +197,10 @@ def test_promql_metrics_per_phase_and_the_audit_through_http_and_sql(team_shop: 
     assert audit["status"] == "passed", audit
     assert audit["invariants"]["lost_orders"] == {"count": 0, "order_ids": []}
     assert audit["invariants"]["phantom_orders"] == {"count": 0, "order_ids": []}
-    ok = told(run_dir, "ok")
-    assert ok and ok == set(team_shop.stack.ledger(data["run_id"]))
+    ok, ledger = told(run_dir, "ok"), set(team_shop.stack.ledger(data["run_id"]))
+    # Told confirmed means recorded; an intent still polling when the load stopped may be
+    # recorded without a verdict (never told: neither lost nor phantom).
+    assert ok and ok <= ledger and len(ledger - ok) <= 3, (len(ok), len(ledger))
     # The DSN's password is in no file of the run folder.
     for path in run_dir.rglob("*"):
         if path.is_file():
