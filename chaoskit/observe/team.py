@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 from chaoskit.errors import InputError, SafetyRefusal
 from chaoskit.experiment.models import Experiment
-from chaoskit.observe.ledger import TeamLedgerReader, ledger_hosts
 from chaoskit.observe.metrics import METRICS
 from chaoskit.observe.prometheus import PrometheusSource, merge_sources
+from chaoskit.observe.team_ledger import TeamLedgerReader, ledger_hosts
 from chaoskit.stack.target import AttachTarget, Target
 
 __all__ = ["TeamObservation", "team_hosts", "team_observation"]

@@ -51,10 +51,10 @@ from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
 from chaoskit.observe.exporter import MetricsExporter, RunMetrics
-from chaoskit.observe.ledger import TeamLedgerReader
 from chaoskit.observe.metrics import AUDIT_METRICS
 from chaoskit.observe.prometheus import PrometheusSampler, PrometheusSource
 from chaoskit.observe.sampler import StatsSampler
+from chaoskit.observe.team_ledger import TeamLedgerReader
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
     Abort as SummaryAbort,

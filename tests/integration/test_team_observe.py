@@ -18,13 +18,13 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from chaoskit.errors import InputError, TargetUnreachable
 from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.observe.aggregate import MetricsAggregator
-from chaoskit.observe.ledger import TeamLedgerReader, read_sql
 from chaoskit.observe.prometheus import (
     PrometheusSampler,
     PrometheusSource,
     PromQuery,
     check_queries,
 )
+from chaoskit.observe.team_ledger import TeamLedgerReader, read_sql
 from chaoskit.stack.target import HttpLedger, SqlLedger, TeamLedger
 
 pytestmark = pytest.mark.integration

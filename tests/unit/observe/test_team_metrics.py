@@ -18,13 +18,13 @@ from chaoskit.experiment.loader import parse_experiment
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.exporter import RunMetrics
 from chaoskit.observe.histogram import LatencyHistogram
-from chaoskit.observe.ledger import (
+from chaoskit.observe.prometheus import merge_sources
+from chaoskit.observe.team_ledger import (
     LedgerRecords,
     parse_json_path,
     reconcile_team_ledger,
     select,
 )
-from chaoskit.observe.prometheus import merge_sources
 from chaoskit.stack.target import parse_target
 
 BASE = """\
