@@ -1,7 +1,8 @@
 """The team's ledger: this run's order ids read from an HTTP export or a PostgreSQL query.
 
-Readers return plain typed records (``LedgerRecords``: order ids, credit ids); the
-reconciliation with what clients were told happens in one place, ``reconcile_team_ledger``.
+Readers return ``LedgerRecords`` (order ids, credit ids); ``reconcile_team_ledger`` turns
+them into the audit's typed records and runs the one reconciliation
+(``chaoskit.observe.ledger.reconcile``).
 Secrets (header values, the DSN) come from ``${ENV}`` at read time and never appear in a
 message: errors name the URL or the database host, never the DSN.
 """
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from chaoskit.errors import InputError, TargetUnreachable
-from chaoskit.observe.audit import AuditResult, InvariantResult, _read_outcomes
+from chaoskit.observe.audit import AuditResult, _read_outcomes
+from chaoskit.observe.ledger import CreditRecord, InvariantResult, OrderRecord, reconcile
+from chaoskit.observe.metrics import AUDIT_METRICS
 from chaoskit.stack.target import HttpLedger, LedgerSource, SqlLedger, TeamLedger, env_refs
 
 __all__ = [
@@ -216,41 +220,57 @@ def ledger_hosts(ledger: TeamLedger, environ: Mapping[str, str]) -> dict[str, st
     return hosts
 
 
-def reconcile_team_ledger(records: LedgerRecords, outcomes_dir: Path) -> AuditResult:
+def reconcile_team_ledger(
+    records: LedgerRecords,
+    outcomes_dir: Path,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> AuditResult:
     """Lost and phantom orders (and double credits where credits are named), with ids.
 
-    lost: a client was told ok, the ledger has no such order. phantom: every attempt was
-    told failed or timed out, yet the ledger has the order. What the ledger cannot tell
-    (missing credits, oversold stock) is absent from the invariants and said in ``reason``.
+    The team's ids become the audit's typed records (``chaoskit.observe.ledger``) and go
+    through the one ``reconcile``; what a list of ids cannot tell (which orders are owed a
+    credit, credit times, stock, entitlements) is skipped with why, never passed.
     """
     told = _read_outcomes(outcomes_dir)
     if told.records == 0:
         return AuditResult(
             "skipped", f"no outcome records in {outcomes_dir}", bad_lines=told.bad_lines
         )
-    in_ledger = set(records.order_ids)
-    invariants: dict[str, InvariantResult] = {
-        "lost_orders": InvariantResult.of(told.ok - in_ledger),
-        "phantom_orders": InvariantResult.of((told.attempted - told.ok) & in_ledger),
+    orders = (
+        OrderRecord(order_id=o, user_id="", created_at=0.0, eligible=False, live=True)
+        for o in records.order_ids
+    )
+    credits = (
+        CreditRecord(order_id=o, order_time=0.0, credited_at=0.0)
+        for o in records.credit_order_ids or ()
+    )
+    found = reconcile(
+        told,
+        orders=orders,
+        credits=credits,
+        queue=None,
+        grants=None,
+        items=(),
+        credit_slo_s=None,
+        now=clock(),
+        no_grants_note="the team's ledger names no entitlements",
+    )
+    invariants = dict(found.invariants)
+    untold = {
+        "missing_credits": "the team's ledger does not say which orders are owed a credit",
+        "late_credits": "the team's ledger has no credit times",
+        "oversold": "the target names no stock ledger",
     }
-    not_audited = ["missing_credits (needs eligibility)", "oversold (no stock ledger named)"]
-    if records.credit_order_ids is not None:
-        seen: set[str] = set()
-        doubles: set[str] = set()
-        for order_id in records.credit_order_ids:
-            if order_id in told.attempted:
-                if order_id in seen:
-                    doubles.add(order_id)
-                seen.add(order_id)
-        invariants["double_credits"] = InvariantResult.of(doubles)
-    else:
-        not_audited.insert(0, "double_credits (no credits ledger named)")
-    failed = [name for name, inv in invariants.items() if inv.count]
-    skipped_note = "not audited: " + ", ".join(not_audited)
-    reason = f"invariants violated: {', '.join(failed)}; {skipped_note}" if failed else skipped_note
+    if records.credit_order_ids is None:
+        untold["double_credits"] = "the target names no credits ledger (audit.ledger.credits)"
+    for name, why in untold.items():
+        invariants[name] = InvariantResult.skip(why)
+    invariants = {name: invariants[name] for name in AUDIT_METRICS if name in invariants}
+    violated = [name for name, inv in invariants.items() if inv.violated]
     return AuditResult(
-        "failed" if failed else "passed",
-        reason,
+        "failed" if violated else "passed",
+        "invariants violated: " + ", ".join(violated) if violated else "",
         invariants,
         records=told.records,
         bad_lines=told.bad_lines,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import platform
 import secrets
 import threading
 import time
@@ -20,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaoskit._version import __version__
 from chaoskit.errors import ChaoskitError, EnvironmentProblem
 from chaoskit.events import (
     AuditDone,
@@ -46,35 +44,18 @@ from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.journey import JourneyConfig, resolve_journey
 from chaoskit.load.process import LoadProcess
-from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
 from chaoskit.observe.exporter import MetricsExporter, RunMetrics
-from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.metrics import is_after_run
 from chaoskit.observe.prometheus import PrometheusSampler, PrometheusSource
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.observe.team_ledger import TeamLedgerReader
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
-    Abort as SummaryAbort,
-)
-from chaoskit.report.summary import (
-    Audit,
-    EnvironmentInfo,
-    ExperimentInfo,
     JournalWriter,
-    Summary,
     SummaryWriter,
-)
-from chaoskit.report.summary import (
-    Check as SummaryCheck,
-)
-from chaoskit.report.summary import (
-    FaultRecord as SummaryFault,
-)
-from chaoskit.report.summary import (
-    Plan as SummaryPlan,
 )
 from chaoskit.run.checks import CheckResult, GuardrailWatch
 from chaoskit.run.health import EnvironmentWatch
@@ -83,6 +64,7 @@ from chaoskit.run.lock import RunLock
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.result import Abort, RunResult, Status
 from chaoskit.run.settings import stack_settings
+from chaoskit.run.summary import SummaryContext, final_summary, running_summary
 from chaoskit.stack.endpoints import StackEndpoints
 
 __all__ = ["RunSettings", "Runner"]
@@ -356,7 +338,12 @@ class Runner:
             self._emit(PhaseChanged(t=self.clock(), phase="drain"))
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
+                audit = run_audit(
+                    self.endpoints.services,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    phases=self._wall_phases(timeline),
+                )
             except ChaoskitError as exc:
                 # An audit that could not read the ledger judged nothing: an error, not a pass.
                 status = "error"
@@ -379,8 +366,8 @@ class Runner:
             verdict=verdict,
             exit_code=exit_code_for_verdict(verdict),
             checks=tuple(checks),
-            metrics=self.aggregator.overall(),
-            phases=self._phase_metrics(timeline),
+            metrics={**self.aggregator.overall(), **(audit.kpis() if audit else {})},
+            phases=self._phase_metrics(timeline, audit),
             audit=audit,
             faults=timeline.records(),
             abort=self._abort_record(status),
@@ -471,7 +458,7 @@ class Runner:
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
         guardrails = GuardrailWatch(self.plan.guardrails)
-        live_checks = [h for h in self.plan.hypothesis if h.metric not in AUDIT_METRICS]
+        live_checks = [h for h in self.plan.hypothesis if not is_after_run(h.metric)]
         next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
         next_sample = 1.0
@@ -638,12 +625,7 @@ class Runner:
             model=load.model,
             shape=load.shape.model_dump(mode="json", by_alias=True),
             base_dir=str(self._base_dir()),
-            behaviour=SpecBehaviour(
-                reclick=behaviour.reclick,
-                think_time_s=behaviour.think_time,
-                reuse_idempotency_key=behaviour.reuse_idempotency_key,
-                request_timeout_s=behaviour.request_timeout,
-            ),
+            behaviour=behaviour,
             workers=self.settings.workers,
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
@@ -732,12 +714,27 @@ class Runner:
             tripped=self._abort,
         )
 
-    def _phase_metrics(self, timeline: FaultTimeline) -> dict[str, dict[str, float | None]]:
+    def _phase_metrics(
+        self, timeline: FaultTimeline, audit: AuditResult | None
+    ) -> dict[str, dict[str, float | None]]:
         """Each check phase's metrics, computed once: the values the checks judged."""
         return {
-            phase: dict(self.aggregator.windows(span[0], span[1]))
+            phase: {
+                **self.aggregator.windows(span[0], span[1]),
+                **(audit.kpis(phase) if audit is not None else {}),
+            }
             for phase, span in self._phases(timeline).items()
             if span is not None
+        }
+
+    def _wall_phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float]]:
+        """The check phases as epoch-second spans, for the audit's per-phase ledger KPIs."""
+        spans = {n: s for n, s in self._phases(timeline).items() if s is not None}
+        # The last phase runs on to the drain: late answers of its intents belong to it.
+        last = max(spans, key=lambda n: spans[n][0], default=None)
+        return {
+            name: (self._t0 + start, math.inf if name == last else self._t0 + end)
+            for name, (start, end) in spans.items()
         }
 
     def _abort_record(self, status: Status) -> Abort | None:
@@ -757,46 +754,25 @@ class Runner:
         self, started_at: datetime, timeline: FaultTimeline, result: RunResult | None = None
     ) -> bool:
         """summary.json: while running (``result`` None) from live values, then from the result."""
-        experiment = self.experiment
-        ended = result is not None
-        checks = result.checks if result else ()
-        abort = None if result is None else result.abort
-        audit = None if result is None else result.audit
-        summary = Summary(
+        context = SummaryContext(
             run_id=self.run_id,
-            experiment=ExperimentInfo(
-                name=experiment.name,
-                description=experiment.description,
-                file=str(getattr(experiment, "source_path", "") or ""),
-                seed=experiment.seed,
-                target=self.endpoints.name,
-            ),
-            started_at=started_at.isoformat(),
-            ended_at=datetime.now(UTC).isoformat() if ended else None,
-            duration_s=result.duration_s if result else round(max(0.0, self.clock()), 3),
-            status=result.status if result else "running",
-            verdict=result.verdict if result else None,
-            exit_code=int(result.exit_code) if result else None,
-            environment=EnvironmentInfo(
-                chaoskit_version=__version__,
-                python=platform.python_version(),
-                platform=platform.platform(),
-                target_kind=self.endpoints.kind,
-                workers=self.settings.workers,
-            ),
-            metrics=dict(result.metrics if result else self.aggregator.overall()),
-            phases={k: dict(v) for k, v in result.phases.items()} if result else {},  # type: ignore[misc]
-            checks=[SummaryCheck.model_validate(c.to_json()) for c in checks],
-            faults=[
-                SummaryFault.model_validate(dataclasses.asdict(f))
-                for f in (result.faults if result else timeline.records())
-            ],
-            audit=Audit.model_validate(audit.to_json())
-            if audit is not None
-            else Audit(status="skipped", reason="run did not reach the audit"),
-            abort=None if abort is None else SummaryAbort.model_validate(dataclasses.asdict(abort)),
-            plan=SummaryPlan.model_validate(self.plan.to_json()),
-            errors=list(result.errors if result else self._errors),
+            experiment=self.experiment,
+            plan=self.plan,
+            target_name=self.endpoints.name,
+            target_kind=self.endpoints.kind,
+            workers=self.settings.workers,
+            started_at=started_at,
+        )
+        summary = (
+            final_summary(context, result)
+            if result is not None
+            else running_summary(
+                context,
+                duration_s=self.clock(),
+                metrics=self.aggregator.overall(),
+                faults=timeline.records(),
+                errors=self._errors,
+            )
         )
         try:
             self.summary.write(summary)

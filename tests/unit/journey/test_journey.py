@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from chaoskit.errors import ExperimentError, TargetFileError
+from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.experiment.loader import parse_experiment
 from chaoskit.journey import JourneyConfig, agent_buyer, compile_journey, resolve_journey
 from chaoskit.journey.paths import MISSING, PathSyntaxError, compile_path
@@ -186,7 +187,7 @@ def test_target_file_error_names_file_line_and_key() -> None:
     with pytest.raises(TargetFileError) as caught:
         parse_target(TARGET, path="shop.yaml")
     text = str(caught.value)
-    assert caught.value.exit_code == 2
+    assert exit_code_for_error(caught.value) == 2
     assert "shop.yaml:15" in text and "journey.steps.0.request.json.sku" in text, text
     assert "unknown variable {{skew}}" in text
 
