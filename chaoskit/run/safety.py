@@ -315,7 +315,7 @@ def _skipped(
     if target.audit is not None:
         # The team's ledger: lost/phantom orders (double credits where credits are named).
         missing = []
-        unaudited = {"missing_credits", "oversold"}
+        unaudited = {"missing_credits", "late_credits", "lost_entitlements", "oversold"}
         if target.audit.ledger.credits is None:
             unaudited.add("double_credits")
         skipped.append(
