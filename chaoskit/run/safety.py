@@ -139,10 +139,11 @@ def preflight(
     if not isinstance(target, AttachTarget):
         raise InputError(f"preflight is for attach targets, not {target.kind!r}")
     hosts = _hosts(endpoints)
-    _check_env(target)
-    # The team's Prometheus and ledger are hosts the run talks to like any other.
+    # The team's Prometheus and ledger are hosts the run talks to like any other (a DSN's
+    # host is known once its environment variable is set: checked again by the run).
     hosts.update(team_hosts(experiment, target, os.environ))
     _check_hosts(hosts, endpoints.allowed_hosts, target)
+    _check_env(target)
     caps = _caps(target)
     notes: list[str] = []
     _check_load(plan, target, notes)
