@@ -19,7 +19,20 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from chaoskit.events import Event
+from chaoskit.events import (
+    AuditDone,
+    CheckJudged,
+    Event,
+    FaultApplied,
+    FaultFailed,
+    FaultRemoved,
+    GuardrailTripped,
+    LogMessage,
+    PhaseChanged,
+    RunEnded,
+    RunStarted,
+    Sample,
+)
 from chaoskit.observe.metrics import FAILURE_STEPS
 
 __all__ = ["Dashboard", "ProgressLine", "sparkline"]
@@ -111,7 +124,7 @@ class _State:
     breach: str = ""
     ended: str = ""
     message: str = ""
-    audit: dict[str, Any] | None = None  # the audit event's data, once the ledgers are read
+    audit: dict[str, Any] | None = None  # the audit's fields, once the ledgers are read
 
 
 def _bound(spec: Mapping[str, Any]) -> str:
@@ -149,57 +162,55 @@ class _Tracker:
 
     def handle(self, event: Event) -> None:
         """Fold ``event`` into the state."""
-        data = event.data
         with self._lock:
             s = self._state
             s.t = max(s.t, event.t)
-            if event.type == "run_started":
-                s.name = str(data.get("experiment") or data.get("name") or s.name)
-            elif event.type == "sample":
-                s.metrics = dict(data.get("metrics") or {})
-                for metric, series in s.history.items():
-                    series.append(s.metrics.get(metric))
-            elif event.type == "phase_changed":
-                s.phase = str(data.get("phase", s.phase))
-                s.load_phase = str(data.get("load_phase") or s.load_phase)
-            elif event.type == "fault_applied":
-                s.active[str(data.get("name"))] = str(data.get("kind", ""))
-            elif event.type in ("fault_removed", "fault_failed"):
-                name = str(data.get("name"))
-                s.active.pop(name, None)
-                s.done_faults[name] = "failed" if event.type == "fault_failed" else "removed"
-            elif event.type == "check":
-                self._check(s, data)
-            elif event.type == "guardrail_breached":
-                s.breach = f"{data.get('metric')}={_num(data.get('value'), '{:g}')}"
-                key = ("guardrail", str(data.get("metric")), "")
-                if key in s.checks:
-                    s.checks[key].ok = False
-            elif event.type == "run_ended":
-                s.ended = str(data.get("status", "ended"))
-                verdict = data.get("verdict")
-                if verdict:
-                    s.ended += f" ({verdict})"
-            elif event.type == "audit":
-                s.audit = dict(data)
-            elif event.type == "log" and data.get("level") in ("warning", "error"):
-                s.message = str(data.get("message", ""))
+            match event:
+                case RunStarted():
+                    s.name = event.experiment or s.name
+                case Sample():
+                    s.metrics = dict(event.metrics)
+                    for metric, series in s.history.items():
+                        series.append(s.metrics.get(metric))
+                case PhaseChanged():
+                    s.phase = event.phase
+                    s.load_phase = event.load_phase or s.load_phase
+                case FaultApplied():
+                    s.active[event.name] = event.kind
+                case FaultRemoved() | FaultFailed():
+                    s.active.pop(event.name, None)
+                    failed = isinstance(event, FaultFailed)
+                    s.done_faults[event.name] = "failed" if failed else "removed"
+                case CheckJudged():
+                    self._check(s, event)
+                case GuardrailTripped():
+                    s.breach = f"{event.metric}={_num(event.value, '{:g}')}"
+                    key = ("guardrail", event.metric, "")
+                    if key in s.checks:
+                        s.checks[key].ok = False
+                case RunEnded():
+                    s.ended = event.status + (f" ({event.verdict})" if event.verdict else "")
+                case AuditDone():
+                    s.audit = dict(event.audit)
+                case LogMessage() if event.level in ("warning", "error"):
+                    s.message = event.message
+                case _:
+                    pass
 
-    def _check(self, s: _State, data: Mapping[str, Any]) -> None:
-        kind = str(data.get("kind", "hypothesis"))
-        phase = "" if kind == "guardrail" else str(data.get("phase", ""))
-        key = (kind, str(data.get("metric")), phase)
+    def _check(self, s: _State, event: CheckJudged) -> None:
+        kind = event.kind
+        phase = "" if kind == "guardrail" else event.phase
+        key = (kind, event.metric, phase)
         if key not in s.checks and kind == "hypothesis":
             # A hypothesis for phase "all" is checked once per phase: show the latest.
-            key = (kind, str(data.get("metric")), "all")
+            key = (kind, event.metric, "all")
         check = s.checks.get(key)
         if check is None:
-            check = _Check(kind, key[1], _bound(data), phase)
+            check = _Check(kind, key[1], _bound({"min": event.min, "max": event.max}), phase)
             s.checks[key] = check
-        ok = data.get("ok")
         # Live checks carry the phase's value so far: the latest one is the one to show.
-        check.ok = None if ok is None else bool(ok)
-        check.value = data.get("value")
+        check.ok = event.ok
+        check.value = event.value
         if phase:
             check.phase = phase
 
@@ -521,30 +532,32 @@ class ProgressLine:
     def handle(self, event: Event) -> None:
         """Print a progress line when one is due, and one line for notable events."""
         self._tracker.handle(event)
-        data = event.data
         line = None
-        if event.type == "sample":
-            with self._lock:
-                due = self._last_print is None or event.t - self._last_print >= self.every_s
+        t = f"t={event.t:.0f}s"
+        match event:
+            case Sample():
+                with self._lock:
+                    due = self._last_print is None or event.t - self._last_print >= self.every_s
+                    if due:
+                        self._last_print = event.t
                 if due:
-                    self._last_print = event.t
-            if due:
-                line = self.line()
-        elif event.type == "phase_changed":
-            line = f"t={event.t:.0f}s phase {data.get('phase')} (load {data.get('load_phase')})"
-        elif event.type == "fault_applied":
-            line = f"t={event.t:.0f}s fault {data.get('name')} applied ({data.get('kind')})"
-        elif event.type == "fault_removed":
-            line = f"t={event.t:.0f}s fault {data.get('name')} removed"
-        elif event.type == "fault_failed":
-            line = f"t={event.t:.0f}s fault {data.get('name')} FAILED: {data.get('error')}"
-        elif event.type == "guardrail_breached":
-            line = (
-                f"t={event.t:.0f}s GUARDRAIL {data.get('metric')}={data.get('value')}"
-                f" (limit {data.get('limit')})"
-            )
-        elif event.type == "run_ended":
-            line = f"t={event.t:.0f}s run {data.get('status')} verdict {data.get('verdict')}"
+                    line = self.line()
+            case PhaseChanged():
+                load = f" (load {event.load_phase})" if event.load_phase else ""
+                line = f"{t} phase {event.phase}{load}"
+            case FaultApplied():
+                line = f"{t} fault {event.name} applied ({event.kind})"
+            case FaultRemoved():
+                line = f"{t} fault {event.name} removed"
+            case FaultFailed():
+                line = f"{t} fault {event.name} FAILED: {event.error}"
+            case GuardrailTripped():
+                limit = "" if event.limit is None else f" (limit {event.limit:g})"
+                line = f"{t} GUARDRAIL {event.metric}={_num(event.value, '{:g}')}{limit}"
+            case RunEnded():
+                line = f"{t} run {event.status} verdict {event.verdict}"
+            case _:
+                pass
         if line is not None:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 

@@ -12,16 +12,9 @@ from typer._click.core import Context as TyperContext  # typer vendors click
 from typer.core import TyperGroup
 
 from chaoskit.errors import ChaoskitError
+from chaoskit.exit_codes import exit_code_for_error
 
 __all__ = ["app", "console", "err_console", "fail"]
-
-# Exit codes (CI gates on them): 0 hypothesis held, 1 violated, 2 bad input or usage,
-# 3 aborted by a guardrail or signal, 4 environment problem.
-EXIT_OK = 0
-EXIT_VIOLATED = 1
-EXIT_INPUT = 2
-EXIT_ABORTED = 3
-EXIT_ENVIRONMENT = 4
 
 console = Console(no_color="NO_COLOR" in os.environ)
 err_console = Console(stderr=True, no_color="NO_COLOR" in os.environ)
@@ -30,7 +23,7 @@ err_console = Console(stderr=True, no_color="NO_COLOR" in os.environ)
 def fail(error: ChaoskitError) -> typer.Exit:
     """Print one red line for ``error`` and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-    return typer.Exit(error.exit_code)
+    return typer.Exit(exit_code_for_error(error))
 
 
 class _ChaoskitGroup(TyperGroup):

@@ -17,7 +17,7 @@ from chaoskit.experiment.durations import format_duration
 from chaoskit.experiment.loader import load_experiment
 from chaoskit.experiment.models import Experiment
 from chaoskit.load.shapes import format_amount
-from chaoskit.plan import Plan, build_plan
+from chaoskit.planning import Plan, build_plan
 
 __all__ = ["plan", "render_plan", "schema", "validate"]
 

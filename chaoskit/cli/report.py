@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chaoskit.cli._app import app, console, err_console
-from chaoskit.errors import ChaoskitError, InputError
+from chaoskit.errors import InputError, ReportNotWritten
 from chaoskit.report import FORMATS, RunFolder, write_reports
 from chaoskit.report._format import audit_queue_note, better_of, describe, fmt, verdict_word
 from chaoskit.report.summary import Check, Invariant, Summary
@@ -340,4 +340,4 @@ def render(
     for name, error in result.errors.items():
         err_console.print(f"[bold red]error:[/] {name}: {error}", highlight=False)
     if result.errors:
-        raise ChaoskitError(f"{len(result.errors)} report format(s) could not be written")
+        raise ReportNotWritten(f"{len(result.errors)} report format(s) could not be written")

@@ -8,10 +8,12 @@ from enum import StrEnum
 import typer
 from rich.table import Table
 
-from chaoskit.cli._app import EXIT_ENVIRONMENT, app, console, err_console
+from chaoskit.cli._app import app, console, err_console
 from chaoskit.errors import InputError
-from chaoskit.stack.backend import StackBackend, StackStatus, open_backend
+from chaoskit.exit_codes import ExitCode
+from chaoskit.stack.backend import StackBackend, StackStatus
 from chaoskit.stack.endpoints import StackEndpoints
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.progress import RichStartupProgress
 from chaoskit.stack.target import AttachTarget, Target, load_target, with_kind
 
@@ -70,9 +72,16 @@ def up(
 def down(
     target: str | None = TARGET_OPTION,
     backend: Backend | None = BACKEND_OPTION,
+    force: bool = typer.Option(
+        False, "--force", help="Also while a run uses the stack: that run ends as an error."
+    ),
 ) -> None:
     """Stop exactly what `chaoskit up` started and remove its proxies (safe to repeat)."""
-    stack = _backend(target, backend)
+    resolved = resolve_target(target, backend)
+    from chaoskit.run.lock import end_run_for_down
+
+    end_run_for_down(resolved.name, force=force, say=console.print)
+    stack = open_backend(resolved)
     if stack.down():
         console.print("Stack stopped.")
     else:
@@ -97,7 +106,7 @@ def status(
         for problem in stack_status.problems:
             err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     if not stack_status.healthy:
-        raise typer.Exit(EXIT_ENVIRONMENT)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def _endpoints_table(endpoints: StackEndpoints) -> Table:

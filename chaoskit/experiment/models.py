@@ -472,6 +472,14 @@ class Trigger(_Model):
             raise problem("expected exactly one of above or below")
         return self
 
+    def holds(self, value: float | None) -> bool:
+        """Whether one sample meets the condition (no data never does)."""
+        if value is None:
+            return False
+        if self.above is not None:
+            return value > self.above
+        return self.below is not None and value < self.below
+
 
 class _FaultBase(_Model):
     family: ClassVar[str] = ""
@@ -735,9 +743,18 @@ class _Bounds(_Model):
             raise problem(f"min ({self.min:g}) is above max ({self.max:g})", "min")
         return self
 
-    def holds(self, value: float) -> bool:
-        """Whether ``value`` is within the bounds."""
+    def ok(self, value: float | None) -> bool | None:
+        """True within bounds, False outside, None when there is no value (never a pass)."""
+        if value is None:
+            return None
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def describe(self) -> str:
+        """The bound as a reader would say it: ``latency_p95_ms >= 1 and <= 500``."""
+        bounds = ((">=", self.min), ("<=", self.max))
+        return f"{self.metric} " + " and ".join(
+            f"{op} {bound:g}" for op, bound in bounds if bound is not None
+        )
 
 
 class Check(_Bounds):

@@ -87,7 +87,12 @@ def render_junit(run: RunFolder) -> str:
 
     run_suite = _suite(root, "run")
     case = _case(run_suite, name="run completed", classname=f"{prefix}.run")
-    if s.status != "completed":
+    if s.status == "error":
+        # An environment failure means nothing was judged: CI must see a failure, never a pass.
+        reason = s.errors[0] if s.errors else "run ended with status error"
+        failure = ET.SubElement(case, "failure", {"message": reason, "type": "environment"})
+        failure.text = "\n".join(["run ended with status error (exit 4)", *s.errors])
+    elif s.status != "completed":
         reason = s.abort.reason if s.abort is not None else f"run status {s.status}"
         error = ET.SubElement(case, "error", {"message": reason, "type": s.status})
         error.text = "\n".join([reason, *s.errors])

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from chaoskit.experiment.models import Check
 from chaoskit.observe.audit import AuditResult
 from chaoskit.observe.metrics import AUDIT_METRICS, LEDGER_KPIS
-from chaoskit.run.checks import PHASES, CheckResult, Threshold
+from chaoskit.run.checks import PHASES, CheckResult
 
 __all__ = ["judge_after_run"]
 
 
-def judge_after_run(thresholds: list[Threshold], audit: AuditResult | None) -> list[CheckResult]:
+def judge_after_run(thresholds: Sequence[Check], audit: AuditResult | None) -> list[CheckResult]:
     """Hypothesis checks on audit metrics, then one audit check per computed invariant.
 
-    An invariant or KPI the audit could not compute is reported not judged, with the reason:
-    never as held.
+    A hypothesis on an invariant or KPI the audit could not compute is not judged (with the
+    reason): never held. An invariant not computed gets no audit check (the audit notes why).
     """
     results: list[CheckResult] = []
     skipped = audit is None or audit.status == "skipped"
@@ -57,20 +60,16 @@ def judge_after_run(thresholds: list[Threshold], audit: AuditResult | None) -> l
     if audit is not None and not skipped:
         for name, invariant in audit.invariants.items():
             if invariant.skipped is not None:
-                results.append(
-                    CheckResult(
-                        "audit", "overall", name, None, 0.0, None, None, note=invariant.skipped
-                    )
-                )
-            else:
-                count = float(invariant.count)
-                results.append(
-                    CheckResult("audit", "overall", name, None, 0.0, count, invariant.count == 0)
-                )
+                # Not a check the run could judge, nor one it passed: the audit shows the note.
+                continue
+            count = float(invariant.count)
+            results.append(
+                CheckResult("audit", "overall", name, None, 0.0, count, invariant.count == 0)
+            )
     return results
 
 
-def _check(threshold: Threshold, phase: str, value: float | None, note: str) -> CheckResult:
+def _check(threshold: Check, phase: str, value: float | None, note: str) -> CheckResult:
     return CheckResult(
         "hypothesis",
         phase,

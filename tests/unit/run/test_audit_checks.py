@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from chaoskit.experiment.models import Check
 from chaoskit.observe.audit import AuditResult
 from chaoskit.observe.ledger import FreeOrderRates, InvariantResult
 from chaoskit.run.audit_checks import judge_after_run
-from chaoskit.run.checks import Threshold
 
 
 def audit(**invariants: InvariantResult) -> AuditResult:
@@ -28,11 +28,11 @@ def test_invariants_and_kpis_are_judged_per_phase_and_skips_are_not_held() -> No
     )
     checks = judge_after_run(
         [
-            Threshold(metric="lost_entitlements", max=0.0),
-            Threshold(metric="late_credits", max=0.0),
-            Threshold(metric="free_orders_honoured_rate", min=0.99, phase="all"),
-            Threshold(metric="free_orders_honoured_in_slo_rate", min=0.9, phase="overall"),
-            Threshold(metric="free_orders_honoured_rate", min=0.5, phase="recovery"),
+            Check(metric="lost_entitlements", max=0.0),
+            Check(metric="late_credits", max=0.0),
+            Check(metric="free_orders_honoured_rate", min=0.99, phase="all"),
+            Check(metric="free_orders_honoured_in_slo_rate", min=0.9, phase="overall"),
+            Check(metric="free_orders_honoured_rate", min=0.5, phase="recovery"),
         ],
         result,
     )
@@ -59,12 +59,11 @@ def test_invariants_and_kpis_are_judged_per_phase_and_skips_are_not_held() -> No
         ),
         ("hypothesis", "recovery", "free_orders_honoured_rate", None, None, "phase did not happen"),
         ("audit", "overall", "lost_entitlements", 2.0, False, ""),
-        ("audit", "overall", "late_credits", None, None, "no audit.credit_slo in the experiment"),
-    ]
+    ]  # late_credits was not computed: no audit line claims it passed
 
 
 def test_a_skipped_audit_judges_nothing() -> None:
     skipped = AuditResult("skipped", "the target exposes no ledger for orders")
-    checks = judge_after_run([Threshold(metric="free_orders_honoured_rate", min=0.9)], skipped)
+    checks = judge_after_run([Check(metric="free_orders_honoured_rate", min=0.9)], skipped)
     assert {(c.ok, c.note) for c in checks} == {(None, "the target exposes no ledger for orders")}
-    assert judge_after_run([Threshold(metric="lost_entitlements", max=0)], None)[0].ok is None
+    assert judge_after_run([Check(metric="lost_entitlements", max=0)], None)[0].ok is None

@@ -12,7 +12,7 @@ from rich.console import Console
 from chaoskit.errors import SafetyRefusal
 from chaoskit.experiment.loader import parse_experiment
 from chaoskit.experiment.models import Experiment
-from chaoskit.plan import build_plan
+from chaoskit.planning import build_plan
 from chaoskit.run.safety import SafetyReview, preflight
 from chaoskit.stack.attach import AttachStack
 from chaoskit.stack.target import AttachTarget, parse_target

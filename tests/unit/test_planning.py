@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chaoskit.experiment.loader import load_experiment, parse_experiment
-from chaoskit.plan import build_plan
+from chaoskit.planning import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chaoskit.experiment.durations import format_duration
-from chaoskit.experiment.models import Experiment, Trigger
+from chaoskit.experiment.models import Check, Experiment, Guardrail, Trigger
 from chaoskit.load.shapes import LoadPhase, LoadShapeCurve, build_shape
 
 __all__ = ["CHECK_PHASES", "FaultWindow", "Plan", "build_plan"]
@@ -55,6 +55,8 @@ class Plan:
     fault_windows: tuple[FaultWindow, ...]
     check_phases: dict[str, Span | None]
     notes: tuple[str, ...]
+    hypothesis: tuple[Check, ...] = ()  # judged per phase, from the experiment
+    guardrails: tuple[Guardrail, ...] = ()  # watched every second
     curve: LoadShapeCurve = field(repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -145,6 +147,8 @@ def build_plan(experiment: Experiment) -> Plan:
         fault_windows=tuple(windows),
         check_phases=check_phases,
         notes=tuple(notes),
+        hypothesis=tuple(experiment.hypothesis),
+        guardrails=tuple(experiment.guardrails),
         curve=curve,
     )
 
