@@ -37,6 +37,10 @@ from chaoskit.observe.metrics import FAILURE_STEPS
 
 __all__ = ["Dashboard", "ProgressLine", "sparkline"]
 
+# Failure-step labels that fit a 12-character cell (three cells in a half-width panel at 80).
+_STEP_LABELS = {"inventory": "invent.", "eligibility": "elig."}
+_FAILURE_CELL = 11
+
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _SPARK_SERIES = (
     "achieved_rate",
@@ -89,6 +93,11 @@ def _secs(value: float | None) -> str:
     if value is None:
         return "-"
     return _num(value, "{:.1f}", "s") if value < 100 else _clock(value)
+
+
+def _retry(value: float | None) -> float | None:
+    """Requests per intent; under 1 the window counted intents before their requests."""
+    return value if value is not None and value >= 1.0 else None
 
 
 def _clock(seconds: float | None) -> str:
@@ -184,7 +193,8 @@ class _Tracker:
                 case CheckJudged():
                     self._check(s, event)
                 case GuardrailTripped():
-                    s.breach = f"{event.metric}={_num(event.value, '{:g}')}"
+                    bound = _bound({"min": event.min, "max": event.max}) or "-"
+                    s.breach = f"{event.metric}={_num(event.value, '{:g}')} (limit {bound})"
                     key = ("guardrail", event.metric, "")
                     if key in s.checks:
                         s.checks[key].ok = False
@@ -341,11 +351,17 @@ class Dashboard:
 
     def _header(self, s: _State) -> Text:
         planned = self._tracker.plan.get("duration_s")
-        load_phase = self._tracker.load_phase_at(s.t, s.load_phase)
+        over = planned is not None and s.t > float(planned)
+        load_phase = "done" if over else self._tracker.load_phase_at(s.t, s.load_phase)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("chaoskit ", self._style("bold"))
         text.append(s.name or "run", self._style("bold cyan"))
-        text.append(f"  {_clock(s.t)} / {_clock(planned)}")
+        if over:
+            # The drain and the audit run after the load: say so, not "00:28 / 00:27".
+            assert planned is not None
+            text.append(f"  {_clock(planned)} / {_clock(planned)} +{s.t - float(planned):.0f}s")
+        else:
+            text.append(f"  {_clock(s.t)} / {_clock(planned)}")
         if planned:
             done = min(max(s.t / float(planned), 0.0), 1.0)
             filled = int(done * 16)
@@ -385,13 +401,14 @@ class Dashboard:
         fulfilment = Text("fulfilment ")
         fulfilment.append(_pct(rate), self._style(style))
         fulfilment.append(f"  in {_secs(m.get('fulfilment_time_p95_s'))} p95")
+        first_try = f"first try failed {_pct(m.get('first_try_failure_rate'))}"
+        # The sparkline gives up what the first-try share needs, so 80 columns show both.
+        trend = self._spark(s, "fulfilment_rate", max(8, self._half_width() - len(first_try) - 1))
+        trend.append(" " + first_try, "")
         lines = [
-            Text(
-                f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"
-                f"  first try failed {_pct(m.get('first_try_failure_rate'))}"
-            ),
+            Text(f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"),
             fulfilment,
-            self._spark(s, "fulfilment_rate"),
+            trend,
         ]
         return self._panel("Customers", lines, 5)
 
@@ -399,7 +416,7 @@ class Dashboard:
         errors = m.get("error_rate")
         error_text = Text("errors ")
         error_text.append(_pct(errors), self._style("red" if errors else ""))
-        error_text.append(f"  retry x{_num(m.get('retry_amplification'), '{:.2f}')}")
+        error_text.append(f"  retry x{_num(_retry(m.get('retry_amplification')), '{:.2f}')}")
         lines = [
             Text(
                 f"p50 {_ms(m.get('latency_p50_ms'))}  p95 {_ms(m.get('latency_p95_ms'))}"
@@ -409,71 +426,82 @@ class Dashboard:
             self._spark(s, "latency_p95_ms"),
             Text(f"orders/s {_num(m.get('orders_per_s'), '{:,.1f}')}"),
         ]
-        return self._panel("Latency", lines, 7)
+        return self._panel("Latency", lines, 6)
 
     def _failures(self, m: Mapping[str, float | None]) -> Panel:
-        half = (len(FAILURE_STEPS) + 1) // 2
-        lines = []
-        for left, right in zip(FAILURE_STEPS[:half], FAILURE_STEPS[half:], strict=False):
-            line = Text()
-            for step in (left, right):
-                value = m.get(f"failures.{step}")
-                cell = f"{step[:11]:<11}{_num(value, '{:,.0f}'):>5}  "
-                line.append(cell, self._style("red") if value else "")
-            lines.append(line)
-        return self._panel("Failures by step /s", lines, 7)
+        # The run's journey names the steps (the stub chain's by default); three cells a row,
+        # read down the columns in chain order, at most four rows (80x24).
+        steps = [k.removeprefix("failures.") for k in m if k.startswith("failures.")]
+        steps = (steps or list(FAILURE_STEPS))[:12]
+        rows = math.ceil(len(steps) / 3)
+        lines = [Text() for _ in range(rows)]
+        for index, step in enumerate(steps):
+            value = m.get(f"failures.{step}")
+            shown = _num(value, "{:,.0f}")
+            label = _STEP_LABELS.get(step, step)[: _FAILURE_CELL - len(shown) - 1]
+            cell = label + " " * max(1, _FAILURE_CELL - len(label) - len(shown)) + shown
+            line = lines[index % rows]
+            if line.plain:
+                line.append(" ")
+            line.append(cell, self._style("red") if value else "")
+        return self._panel("Failures by step /s", lines, rows + 2)
 
     def _coupons(self, s: _State, m: Mapping[str, float | None]) -> Panel:
         lines = [
             Text(f"pending {_num(m.get('coupon_pending'))}"),
             Text(f"delay p95 {_secs(m.get('coupon_delay_p95_s'))}"),
-            self._spark(s, "coupon_pending", 20),
         ]
         if s.audit is not None:
-            # After the drain the ledgers say what the buyers got: that replaces the sparkline.
-            lines[2] = self._free_orders(s.audit)
-        return self._panel("Coupons", lines, 5)
+            # After the drain the ledgers say what the buyers got (80x24: it takes the place
+            # of the live backlog, which the audit's queued credits now tell).
+            lines = self._free_orders(s.audit, m)
+        return self._panel("Coupons", lines, 4)
 
-    def _free_orders(self, audit: Mapping[str, Any]) -> Text:
+    def _free_orders(self, audit: Mapping[str, Any], m: Mapping[str, float | None]) -> list[Text]:
         overall = (audit.get("free_orders") or {}).get("overall") or {}
         entitled, honoured = overall.get("entitled"), overall.get("honoured")
         rate = honoured / entitled if entitled and honoured is not None else None
         lost = ((audit.get("invariants") or {}).get("lost_entitlements") or {}).get("count")
-        line = Text(f"free orders {_pct(rate)}")
-        if lost:
-            line.append(f"  lost {_num(lost)}", self._style("red"))
-        return line
+        delay = Text()
+        if lost:  # its own line: a third of 80 columns holds one of the two, not both
+            delay.append(f"lost {_num(lost)}  ", self._style("red"))
+        delay.append(f"delay {_secs(m.get('coupon_delay_p95_s'))}")
+        return [Text(f"free orders {_pct(rate)}"), delay]
 
     def _stores(self, m: Mapping[str, float | None]) -> Panel:
         lines = [
             Text(f"rejected {_num(m.get('store_rejections'))}/s"),
-            Text(f"paused {_num(m.get('store_paused_s'), '{:.1f}')}"),
-            Text(f"queue {_num(m.get('store_queue_depth'))}"),
+            Text(
+                f"queue {_num(m.get('store_queue_depth'))}"
+                f"  paused {_num(m.get('store_paused_s'), '{:.1f}', 's')}"
+            ),
         ]
-        return self._panel("Stores", lines, 5)
+        return self._panel("Stores", lines, 4)
 
     def _riders(self, s: _State, m: Mapping[str, float | None]) -> Panel:
         free, busy = m.get("riders_free"), m.get("riders_busy")
         bar = Text()
         if free is not None and busy is not None and free + busy > 0:
-            width = 18
+            width = 6
             n_busy = round(busy / (free + busy) * width)
             bar.append("█" * n_busy, self._style("yellow"))
             bar.append("░" * (width - n_busy), self._style("green"))
-        lines = [
-            Text(f"free {_num(free)}  busy {_num(busy)}"),
-            bar,
-            Text(f"wait p95 {_secs(m.get('rider_wait_p95_s'))}"),
-        ]
-        return self._panel("Riders", lines, 5)
+            bar.append(" ")
+        bar.append(f"wait p95 {_secs(m.get('rider_wait_p95_s'))}")
+        lines = [Text(f"free {_num(free)}  busy {_num(busy)}"), bar]
+        return self._panel("Riders", lines, 4)
 
     def _faults(self, s: _State) -> Panel:
         lines = []
+        room = self._half_width()
         for name, kind in sorted(s.active.items()):
             end = self._tracker.fault_end(name)
-            left = "until load ends" if end is None else f"{_clock(end - s.t)} left"
+            left = "to load end" if end is None else f"{_clock(end - s.t)} left"
             line = Text("● ", self._style("red"))
-            line.append(f"{name} ({kind}) {left}")
+            text = f"{name} ({kind}) {left}"
+            if len(text) + 2 > room:  # the name says more than the kind: drop the kind first
+                text = f"{name} {left}"
+            line.append(text)
             lines.append(line)
         if not lines:
             lines.append(Text("no fault active", self._style("green")))
@@ -483,6 +511,10 @@ class Dashboard:
         if s.done_faults:
             lines.append(Text(f"done: {', '.join(sorted(s.done_faults))}"))
         return self._panel("Faults", lines[:4], 6)
+
+    def _half_width(self) -> int:
+        """Characters inside a panel that shares its row with one other (borders, padding)."""
+        return self.console.width // 2 - 4
 
     def _checks(self, s: _State) -> Panel:
         lines = []

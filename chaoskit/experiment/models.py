@@ -6,7 +6,6 @@ carries ``loc``: the place, relative to the failing model, the loader points the
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -24,7 +23,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from chaoskit._yaml import did_you_mean
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
+from chaoskit.experiment.limits import MAX_SEGMENTS
+from chaoskit.journey.models import JourneyConfig
 from chaoskit.observe.metrics import METRICS, is_after_run
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES
 
@@ -96,12 +98,6 @@ ReportFormat = Literal["html", "md", "json", "junit", "csv"]
 REPORT_FORMATS: tuple[ReportFormat, ...] = ("html", "md", "json", "junit", "csv")
 
 
-def did_you_mean(given: str, allowed: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean "x"?)' for the closest allowed word, or '' when none is close."""
-    close = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
-
-
 def problem(message: str, *loc: str | int) -> PydanticCustomError:
     """A validation problem at ``loc`` below the model that raises it."""
     return PydanticCustomError("experiment", "{message}", {"message": message, "loc": loc})
@@ -154,9 +150,19 @@ Service = Annotated[
     WithJsonSchema({"type": "string", "enum": list(SERVICES)}),
 ]
 _METRIC_NAMES = tuple(METRICS)
+_STEP_METRIC = re.compile(r"^failures\.[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _metric(value: str) -> str:
+    # failures.<step> of any journey step: the journey (target or experiment) names them.
+    if _STEP_METRIC.match(value):
+        return value
+    return _one_of("metric", _METRIC_NAMES).func(value)  # type: ignore[no-any-return]
+
+
 Metric = Annotated[
     str,
-    _one_of("metric", _METRIC_NAMES),
+    AfterValidator(_metric),
     WithJsonSchema({"type": "string", "enum": list(_METRIC_NAMES)}),
 ]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -265,7 +271,7 @@ class StagesShape(_Model):
     """Flat stages, one after another."""
 
     kind: Literal["stages"]
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1, max_length=MAX_SEGMENTS)
 
     @model_validator(mode="after")
     def _same_key(self) -> StagesShape:
@@ -297,7 +303,7 @@ class StepShape(_Model):
     start: Amount
     step: float = Field(allow_inf_nan=False)
     every: PositiveDuration
-    steps: int = Field(ge=1)
+    steps: int = Field(ge=1, le=MAX_SEGMENTS)
 
     @model_validator(mode="after")
     def _never_negative(self) -> StepShape:
@@ -353,7 +359,7 @@ class ViralShape(_Model):
     doubling: PositiveDuration | None = None
     cap: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     hold: Duration | None = None
-    milestones: list[Milestone] | None = Field(default=None, min_length=1)
+    milestones: list[Milestone] | None = Field(default=None, min_length=1, max_length=MAX_SEGMENTS)
     time_scale: Scale = 1.0
     rate_scale: Scale = 1.0
 
@@ -440,6 +446,9 @@ class LoadSettings(_Model):
     max_inflight: int = Field(default=2000, ge=1)
     behaviour: Behaviour = Field(default_factory=Behaviour)
     shape: Shape
+    # What one buyer's order is as HTTP requests; None: the target's journey (the built-in
+    # agent-buyer unless the target file names one).
+    journey: JourneyConfig | None = None
 
 
 # ---------------------------------------------------------------- faults
@@ -882,6 +891,24 @@ class Experiment(_Model):
                     index,
                     fault.kind,
                     "kind",
+                )
+        # A triggered fault may start at any time, so it may overlap any other fault of its
+        # kind on its target; the second one's removal would cancel the first. Refused.
+        for j, fault in enumerate(self.faults):
+            for i, other in enumerate(self.faults[:j]):
+                if (other.kind, other.target) != (fault.kind, fault.target):
+                    continue
+                if fault.when is None and other.when is None:
+                    continue
+                triggered = fault if fault.when is not None else other
+                raise problem(
+                    f'may overlap fault "{other.name}" (faults[{i}]): two {fault.kind} faults on '
+                    f'{fault.target} at once, and "{triggered.name}" starts whenever its '
+                    "condition holds; give them different kinds or targets, or one fault",
+                    "faults",
+                    j,
+                    fault.kind,
+                    "when" if fault.when is not None else "name",
                 )
         timed = [(i, f) for i, f in enumerate(self.faults) if f.when is None]
         for later, (j, fault) in enumerate(timed):

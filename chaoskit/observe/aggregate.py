@@ -17,7 +17,7 @@ import math
 import threading
 from array import array
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ __all__ = ["MetricsAggregator"]
 
 Row = dict[str, float | None]
 
-_STEP_INDEX = {step: i for i, step in enumerate(FAILURE_STEPS)}
+_BASE_SERIES = tuple(m for m in SERIES_METRICS if not m.startswith("failures."))
 _PERCENTILE_METRICS = {
     "latency_p50_ms": ("latency", 50.0),
     "latency_p95_ms": ("latency", 95.0),
@@ -58,7 +58,7 @@ class _Tick:
     request_errors: int
     first_tries: int
     first_try_failed: int
-    steps: array[int]  # failures per FAILURE_STEPS
+    steps: array[int]  # failures per the aggregator's failure_steps
     pcts: dict[str, tuple[float | None, int]]  # "latency_p95_ms" -> (value, observations)
     cum_started: int = 0
     cum_fulfilled: int = 0
@@ -116,7 +116,8 @@ def _weighted_pct(items: Iterable[tuple[float | None, int]]) -> float | None:
 class MetricsAggregator:
     """Merges engine ticks and /stats snapshots into per-second rows and window values.
 
-    Rows (``sample``) carry every metric in SERIES_METRICS; counts there are per
+    Rows (``sample``) carry every metric in ``series_metrics`` (SERIES_METRICS, with the
+    run's own failure steps); counts there are per
     ``window_s`` seconds, cumulative metrics (intents, orders) are totals so far, gauges
     are the latest value. ``window`` and ``overall`` recompute rates and percentiles
     from merged counts and histograms; there, counts are totals in the window and
@@ -124,8 +125,18 @@ class MetricsAggregator:
     """
 
     def __init__(
-        self, *, window_s: float = 1.0, ring_s: float = 900.0, stale_s: float | None = None
+        self,
+        *,
+        window_s: float = 1.0,
+        ring_s: float = 900.0,
+        stale_s: float | None = None,
+        failure_steps: Sequence[str] = FAILURE_STEPS,
     ) -> None:
+        # The run's journey names its steps (the stub stack's chain by default): each one is
+        # a failures.<step> metric in the rows, the phases and the summary.
+        self.failure_steps = tuple(dict.fromkeys(failure_steps))
+        self._step_index = {step: i for i, step in enumerate(self.failure_steps)}
+        self.series_metrics = (*_BASE_SERIES, *(f"failures.{s}" for s in self.failure_steps))
         self.window_s = window_s
         self.ring_s = ring_s
         self.stale_s = stale_s if stale_s is not None else max(3.0, 3 * window_s)
@@ -173,10 +184,10 @@ class MetricsAggregator:
     def add_tick(self, tick: Mapping[str, Any]) -> None:
         """Take one engine ``tick`` line (see the load engine protocol)."""
         t = float(tick["t"])
-        steps = array("q", [0] * len(FAILURE_STEPS))
+        steps = array("q", [0] * len(self._step_index))
         for step, n in (tick.get("failed_steps") or {}).items():
-            if step in _STEP_INDEX:
-                steps[_STEP_INDEX[step]] += int(n)
+            if step in self._step_index:
+                steps[self._step_index[step]] += int(n)
         hists: dict[str, LatencyHistogram] = {}
         encoded: dict[str, str] = {}
         for name, key in (("latency", "latency_hdr"), ("fulfilment", "fulfilment_hdr")):
@@ -340,7 +351,7 @@ class MetricsAggregator:
         with self._lock:
             row = self._row(t)
             self._rows_t.append(t)
-            self._rows.append(array("d", (_nan_if_none(row[m]) for m in SERIES_METRICS)))
+            self._rows.append(array("d", (_nan_if_none(row[m]) for m in self.series_metrics)))
             return row
 
     def series(self) -> list[dict[str, float | None]]:
@@ -349,7 +360,7 @@ class MetricsAggregator:
             out: list[dict[str, float | None]] = []
             for t, values in zip(self._rows_t, self._rows, strict=True):
                 row: dict[str, float | None] = {"t": t}
-                for name, v in zip(SERIES_METRICS, values, strict=True):
+                for name, v in zip(self.series_metrics, values, strict=True):
                     row[name] = None if math.isnan(v) else v
                 out.append(row)
             return out
@@ -377,7 +388,7 @@ class MetricsAggregator:
     # ---- computing -----------------------------------------------------------------------
 
     def _row(self, t: float) -> Row:
-        row: Row = dict.fromkeys(SERIES_METRICS)
+        row: Row = dict.fromkeys(self.series_metrics)
         ti = bisect.bisect_right(self._tick_ts, t) - 1
         if ti >= 0:
             last_tick = self._ticks[ti]
@@ -416,7 +427,7 @@ class MetricsAggregator:
     def _compute(
         self, t0: float, t1: float, *, only: str | None = None, overall: bool = False
     ) -> Row:
-        row: Row = dict.fromkeys(SERIES_METRICS)
+        row: Row = dict.fromkeys(self.series_metrics)
         want_pct = only is None or only in _PERCENTILE_METRICS
         ticks = self._ticks[
             bisect.bisect_right(self._tick_ts, t0) : bisect.bisect_right(self._tick_ts, t1)
@@ -484,7 +495,7 @@ class MetricsAggregator:
                 sum(k.first_try_failed for k in ticks), sum(k.first_tries for k in ticks)
             ),
         }
-        for step, idx in _STEP_INDEX.items():
+        for step, idx in self._step_index.items():
             row[f"failures.{step}"] = sum(k.steps[idx] for k in ticks) * scale
         row.update(pcts)
         return row

@@ -162,15 +162,19 @@ class Abort(_Model):
 
 
 class LoadPhase(_Model):
-    """One stretch of the load shape: value goes linearly from `from` to `to`."""
+    """One stretch of the load shape: value goes linearly from `from` to `to`.
+
+    `from` and `to` are null when the values are not known before the run (a custom
+    LoadTestShape decides them in the load engine).
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     start: float
     end: float
     label: str = ""
-    from_: float = Field(alias="from")
-    to: float
+    from_: float | None = Field(alias="from")
+    to: float | None
 
 
 class FaultWindow(_Model):

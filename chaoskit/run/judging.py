@@ -47,15 +47,15 @@ def final_checks(
     audit: AuditResult | None,
     tripped: CheckResult | None,
 ) -> list[CheckResult]:
-    """Every check's final result: hypotheses per phase, audit-metric hypotheses (invariants
-    on the whole run, ledger KPIs per phase), guardrails, and one line per audit invariant."""
+    """Every check's final result: hypotheses per phase, audit-metric hypotheses on the
+    whole run, guardrails, and one line per audit invariant."""
     checks = judge(
         [h for h in hypothesis if not is_after_run(h.metric)],
         phases=phases,
         window=window,
         overall=overall,
     )
-    # Audit metrics exist once, after the drain, read from the ledgers.
+    # Audit invariants and ledger KPIs exist once, after the drain.
     after_run = judge_after_run([h for h in hypothesis if is_after_run(h.metric)], audit)
     checks.extend(c for c in after_run if c.kind == "hypothesis")
     checks.extend(GuardrailWatch(guardrails).final(tripped))
@@ -64,7 +64,8 @@ def final_checks(
 
 
 def unjudged(checks: Sequence[CheckResult], hypothesis: Sequence[Check]) -> list[CheckResult]:
-    """Hypothesis checks that could not be judged: never a pass.
+    """Hypothesis checks that could not be judged: never a pass. (An audit invariant the
+    target gives no ledger for is skipped with a note; only a hypothesis on it is a gap.)
 
     A hypothesis for phase "all" means every phase the run had data in: a short phase
     without data is no gap as long as the metric was judged in another phase.
@@ -74,7 +75,7 @@ def unjudged(checks: Sequence[CheckResult], hypothesis: Sequence[Check]) -> list
     return [
         c
         for c in checks
-        if c.kind in ("hypothesis", "audit")
+        if c.kind == "hypothesis"
         and c.ok is None
         and not (c.metric in every_phase and c.metric in judged and c.note == "no data")
     ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import platform
 import secrets
 import threading
 import time
@@ -20,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaoskit._version import __version__
 from chaoskit.errors import ChaoskitError, EnvironmentProblem
 from chaoskit.events import (
     AuditDone,
@@ -44,8 +42,8 @@ from chaoskit.faults.actuators import make_actuator
 from chaoskit.faults.domain import AdminClient
 from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
+from chaoskit.journey import JourneyConfig, resolve_journey
 from chaoskit.load.process import LoadProcess
-from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
@@ -53,24 +51,8 @@ from chaoskit.observe.metrics import is_after_run
 from chaoskit.observe.sampler import StatsSampler
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
-    Abort as SummaryAbort,
-)
-from chaoskit.report.summary import (
-    Audit,
-    EnvironmentInfo,
-    ExperimentInfo,
     JournalWriter,
-    Summary,
     SummaryWriter,
-)
-from chaoskit.report.summary import (
-    Check as SummaryCheck,
-)
-from chaoskit.report.summary import (
-    FaultRecord as SummaryFault,
-)
-from chaoskit.report.summary import (
-    Plan as SummaryPlan,
 )
 from chaoskit.run.checks import CheckResult, GuardrailWatch
 from chaoskit.run.health import EnvironmentWatch
@@ -79,6 +61,7 @@ from chaoskit.run.lock import RunLock
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.result import Abort, RunResult, Status
 from chaoskit.run.settings import stack_settings
+from chaoskit.run.summary import SummaryContext, final_summary, running_summary
 from chaoskit.stack.endpoints import StackEndpoints
 
 __all__ = ["RunSettings", "Runner"]
@@ -148,7 +131,7 @@ class Runner:
         for handler in handlers or []:
             self.bus.subscribe(handler)
         self.summary = SummaryWriter(self.run_dir)
-        self.aggregator = MetricsAggregator()
+        self.aggregator = MetricsAggregator(failure_steps=self._journey_config().failure_steps())
         self._t0 = 0.0
         self._phase: Phase = "baseline"
 
@@ -571,12 +554,7 @@ class Runner:
             model=load.model,
             shape=load.shape.model_dump(mode="json", by_alias=True),
             base_dir=str(self._base_dir()),
-            behaviour=SpecBehaviour(
-                reclick=behaviour.reclick,
-                think_time_s=behaviour.think_time,
-                reuse_idempotency_key=behaviour.reuse_idempotency_key,
-                request_timeout_s=behaviour.request_timeout,
-            ),
+            behaviour=behaviour,
             workers=self.settings.workers,
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
@@ -588,7 +566,26 @@ class Runner:
             if getattr(self.endpoints, "intent_format", "text") == "fields"
             else "text",
             caps=Caps.model_validate(self.settings.caps),
+            journey=self._journey(),
         )
+
+    def _journey_config(self) -> JourneyConfig:
+        """The journey this run drives (the built-in agent-buyer unless one is named)."""
+        return resolve_journey(
+            self._journey(),
+            orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
+            intent_format="fields"
+            if getattr(self.endpoints, "intent_format", "text") == "fields"
+            else "text",
+        )
+
+    def _journey(self) -> JourneyConfig | None:
+        """The experiment's journey, else the target's; None: the built-in agent-buyer."""
+        own = self.experiment.load.journey
+        if own is not None:
+            return own.resolved(self._base_dir())
+        journey = getattr(self.endpoints, "journey", None)
+        return journey if isinstance(journey, JourneyConfig) else None
 
     def _base_dir(self) -> Path:
         source = getattr(self.experiment, "source_path", None)
@@ -647,13 +644,13 @@ class Runner:
         )
 
     def _phase_metrics(
-        self, timeline: FaultTimeline, audit: AuditResult | None = None
+        self, timeline: FaultTimeline, audit: AuditResult | None
     ) -> dict[str, dict[str, float | None]]:
         """Each check phase's metrics, computed once: the values the checks judged."""
         return {
             phase: {
                 **self.aggregator.windows(span[0], span[1]),
-                **(audit.kpis(phase) if audit else {}),
+                **(audit.kpis(phase) if audit is not None else {}),
             }
             for phase, span in self._phases(timeline).items()
             if span is not None
@@ -686,46 +683,25 @@ class Runner:
         self, started_at: datetime, timeline: FaultTimeline, result: RunResult | None = None
     ) -> bool:
         """summary.json: while running (``result`` None) from live values, then from the result."""
-        experiment = self.experiment
-        ended = result is not None
-        checks = result.checks if result else ()
-        abort = None if result is None else result.abort
-        audit = None if result is None else result.audit
-        summary = Summary(
+        context = SummaryContext(
             run_id=self.run_id,
-            experiment=ExperimentInfo(
-                name=experiment.name,
-                description=experiment.description,
-                file=str(getattr(experiment, "source_path", "") or ""),
-                seed=experiment.seed,
-                target=self.endpoints.name,
-            ),
-            started_at=started_at.isoformat(),
-            ended_at=datetime.now(UTC).isoformat() if ended else None,
-            duration_s=result.duration_s if result else round(max(0.0, self.clock()), 3),
-            status=result.status if result else "running",
-            verdict=result.verdict if result else None,
-            exit_code=int(result.exit_code) if result else None,
-            environment=EnvironmentInfo(
-                chaoskit_version=__version__,
-                python=platform.python_version(),
-                platform=platform.platform(),
-                target_kind=self.endpoints.kind,
-                workers=self.settings.workers,
-            ),
-            metrics=dict(result.metrics if result else self.aggregator.overall()),
-            phases={k: dict(v) for k, v in result.phases.items()} if result else {},  # type: ignore[misc]
-            checks=[SummaryCheck.model_validate(c.to_json()) for c in checks],
-            faults=[
-                SummaryFault.model_validate(dataclasses.asdict(f))
-                for f in (result.faults if result else timeline.records())
-            ],
-            audit=Audit.model_validate(audit.to_json())
-            if audit is not None
-            else Audit(status="skipped", reason="run did not reach the audit"),
-            abort=None if abort is None else SummaryAbort.model_validate(dataclasses.asdict(abort)),
-            plan=SummaryPlan.model_validate(self.plan.to_json()),
-            errors=list(result.errors if result else self._errors),
+            experiment=self.experiment,
+            plan=self.plan,
+            target_name=self.endpoints.name,
+            target_kind=self.endpoints.kind,
+            workers=self.settings.workers,
+            started_at=started_at,
+        )
+        summary = (
+            final_summary(context, result)
+            if result is not None
+            else running_summary(
+                context,
+                duration_s=self.clock(),
+                metrics=self.aggregator.overall(),
+                faults=timeline.records(),
+                errors=self._errors,
+            )
         )
         try:
             self.summary.write(summary)
