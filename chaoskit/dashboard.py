@@ -376,6 +376,9 @@ class Dashboard:
             text.append(f"  guardrail breached: {s.breach}", self._style("bold red"))
         elif s.message:
             text.append(f"  {s.message}", self._style("yellow"))
+        team = _team_metrics(s.metrics)
+        if team:
+            text.append("\nteam " + team, self._style("magenta"))
         return text
 
     def _spark(self, s: _State, metric: str, width: int = 34) -> Text:
@@ -537,6 +540,17 @@ class Dashboard:
         return self._panel("Checks", lines, 6)
 
 
+def _team_metrics(metrics: Mapping[str, float | None]) -> str:
+    """The team's own metrics (PromQL queries) in a sample: ``name=value`` pairs, or ''."""
+    from chaoskit.observe.metrics import METRICS
+
+    return " ".join(
+        f"{name}={'no data' if value is None else format(value, '.4g')}"
+        for name, value in metrics.items()
+        if name not in METRICS and not name.startswith("failures.")
+    )
+
+
 def _row(*panels: Panel) -> Table:
     grid = Table.grid(expand=True)
     for _ in panels:
@@ -605,4 +619,5 @@ class ProgressLine:
             f" p95={_ms(m.get('latency_p95_ms'))}"
             f" errors={_pct(m.get('error_rate'))}"
             f" faults={faults}"
+            + (f" team: {_team_metrics(m)}" if _team_metrics(m) else "")
         )

@@ -6,8 +6,10 @@ and item, so a pydantic error's ``loc`` can be mapped back to where the user typ
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from chaoskit._yaml import Loc, Place, load_yaml, plain, read_input
 from chaoskit._yaml import show as _show
-from chaoskit.errors import ExperimentError
+from chaoskit.errors import ChaoskitError, ExperimentError
 from chaoskit.experiment.durations import format_duration, format_duration_approx
 from chaoskit.experiment.limits import (
     MAX_PEAK_RATE,
@@ -51,17 +53,21 @@ __all__ = ["load_experiment", "parse_experiment"]
 _FAULT_KINDS = (*NETWORK_FAULT_KINDS, *DOMAIN_FAULT_KINDS, *CONTAINER_FAULT_KINDS)
 
 
-def load_experiment(path: Path | str, *, try_custom_shape: bool = True) -> Experiment:
+def load_experiment(
+    path: Path | str, *, try_custom_shape: bool = True, extra_metrics: Iterable[str] = ()
+) -> Experiment:
     """The validated experiment in ``path``; any problem raises one ExperimentError.
 
     Beyond the text itself (``parse_experiment``), what the file points at is checked: the
     target file it names must exist and be valid, and a custom LoadTestShape is imported and
     tried in a child process (``try_custom_shape``), so a broken one is refused here rather
-    than once the stack is up.
+    than once the stack is up. ``extra_metrics``: metric names a target given elsewhere
+    (``--target``) adds with its PromQL queries; the experiment's own target file's are
+    found here.
     """
     source = Path(path)
     text = read_input(source, error=ExperimentError, what="experiment")
-    experiment = parse_experiment(text, path=source)
+    experiment = parse_experiment(text, path=source, extra_metrics=extra_metrics)
     tree = load_yaml(text, path=source, error=ExperimentError)  # positions, for the messages
     _check_target(experiment, tree, source)
     if try_custom_shape:
@@ -69,7 +75,9 @@ def load_experiment(path: Path | str, *, try_custom_shape: bool = True) -> Exper
     return experiment
 
 
-def parse_experiment(text: str, *, path: Path | str) -> Experiment:
+def parse_experiment(
+    text: str, *, path: Path | str, extra_metrics: Iterable[str] = ()
+) -> Experiment:
     """Validate experiment YAML ``text``; ``path`` names it in errors and anchors relative files."""
     source = Path(path)
     tree = load_yaml(text, path=source, error=ExperimentError)
@@ -81,7 +89,10 @@ def parse_experiment(text: str, *, path: Path | str) -> Experiment:
             col=1,
         )
     try:
-        experiment = Experiment.model_validate(plain(tree), context={"source_path": source})
+        names = [*extra_metrics, *_declared_metrics(tree, source)]
+        experiment = Experiment.model_validate(
+            plain(tree), context={"source_path": source, "extra_metrics": names}
+        )
     except ValidationError as exc:
         raise _explain(exc, tree, source) from None
     _check_files(experiment, tree, source)
@@ -195,6 +206,24 @@ def _explain(exc: ValidationError, tree: CommentedMap, source: Path) -> Experime
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     text = f"{field_path}: {message}{more}" if field_path else f"{message}{more}"
     return ExperimentError(text, path=source, line=line, col=col)
+
+
+def _declared_metrics(tree: CommentedMap, source: Path) -> list[str]:
+    """Metric names the experiment's PromQL queries and its target file's add."""
+    names: list[str] = []
+    metrics = tree.get("metrics")
+    prometheus = metrics.get("prometheus") if isinstance(metrics, Mapping) else None
+    queries = prometheus.get("queries") if isinstance(prometheus, Mapping) else None
+    if isinstance(queries, Mapping):
+        names.extend(str(name) for name in queries)
+    target = tree.get("target")
+    if isinstance(target, str) and target.endswith((".yaml", ".yml")):
+        from chaoskit.stack.target import load_target
+
+        # The target file's own problems are told when it is loaded for the run.
+        with contextlib.suppress(ChaoskitError):
+            names.extend(load_target(source.parent / target).metric_names())
+    return names
 
 
 # ---------------------------------------------------------------- files the experiment names

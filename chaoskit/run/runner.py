@@ -47,8 +47,11 @@ from chaoskit.load.process import LoadProcess
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
+from chaoskit.observe.exporter import MetricsExporter, RunMetrics
 from chaoskit.observe.metrics import is_after_run
+from chaoskit.observe.prometheus import PrometheusSampler, PrometheusSource
 from chaoskit.observe.sampler import StatsSampler
+from chaoskit.observe.team_ledger import TeamLedgerReader
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
     JournalWriter,
@@ -91,6 +94,14 @@ class RunSettings:
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
     # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
     watchdog_ttl_s: float | None = None
+    # The team's Prometheus, sampled into the time series (checked before the run). None: off.
+    prometheus: PrometheusSource | None = None
+    # Serve the run's own metrics on 127.0.0.1:PORT for the team's Prometheus. None: off.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # The team's ledger (audit.ledger): the audit reads it instead of the stub's /ledger.
+    ledger: TeamLedgerReader | None = None
+
     # The lock that makes this run the target's only one (taken by the caller before it
     # touched anything); the run watches it for a `chaoskit down --force` stop request.
     lock: RunLock | None = None
@@ -132,6 +143,20 @@ class Runner:
             self.bus.subscribe(handler)
         self.summary = SummaryWriter(self.run_dir)
         self.aggregator = MetricsAggregator(failure_steps=self._journey_config().failure_steps())
+        # Hook: the team's PromQL metrics are series like the built-in ones.
+        if settings.prometheus is not None:
+            self.aggregator.declare_external(
+                settings.prometheus.aggregations(), interval_s=settings.prometheus.interval_s
+            )
+        # Hook: the run's own metrics for the team's Prometheus (--metrics-port).
+        self.run_metrics: RunMetrics | None = None
+        if settings.metrics_port is not None:
+            self.run_metrics = RunMetrics(
+                run_id=self.run_id,
+                experiment=experiment.name,
+                faults={f.name: (f.kind, f.target) for f in experiment.faults},
+            )
+            self.bus.subscribe(self.run_metrics)
         self._t0 = 0.0
         self._phase: Phase = "baseline"
 
@@ -201,9 +226,18 @@ class Runner:
         status: Status = "completed"
         load: LoadProcess | None = None
         sampler: StatsSampler | None = None
+        prom_sampler: PrometheusSampler | None = None
+        exporter: MetricsExporter | None = None
         restored_settings: dict[str, dict[str, Any]] = {}
         audit: AuditResult | None = None
         try:
+            if self.run_metrics is not None and self.settings.metrics_port is not None:
+                exporter = MetricsExporter(
+                    self.run_metrics,
+                    port=self.settings.metrics_port,
+                    host=self.settings.metrics_host,
+                )
+                exporter.start()
             self._emit(
                 RunStarted(
                     t=-delay,
@@ -229,6 +263,13 @@ class Runner:
                     clock=self.clock,
                 )
                 sampler.start()
+            if self.settings.prometheus is not None:
+                prom_sampler = PrometheusSampler(
+                    self.settings.prometheus,
+                    on_values=self.aggregator.add_external,
+                    clock=self.clock,
+                )
+                prom_sampler.start()
             self._env = self._environment_watch(sampler, timeline)
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
@@ -265,11 +306,35 @@ class Runner:
                     self._errors.append(f"load engine failed: {load.failure_reason()}")
             if sampler is not None:
                 sampler.stop()
+            if prom_sampler is not None:
+                prom_sampler.stop()
+                if prom_sampler.rounds and prom_sampler.failures:
+                    self._emit(
+                        LogMessage(
+                            t=self.clock(),
+                            level="warning",
+                            message=f"Prometheus: {sum(prom_sampler.failures.values())} "
+                            f"queries gave no answer; last: {prom_sampler.last_error}",
+                        )
+                    )
             if not rollback_errors and not self._restore_failed:
                 record.close()
             if watchdog is not None:
                 watchdog.stop()
-        if status != "error" and self.endpoints.services:
+        if status != "error" and self.settings.ledger is not None:
+            # Hook: the team's own ledger is the audit's source of truth.
+            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
+            try:
+                if "gateway" in self.endpoints.services:
+                    drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
+                else:
+                    time.sleep(min(_END_GRACE_S, self.settings.drain_timeout_s))
+                audit = self.settings.ledger.audit(self.run_id, self.run_dir / "outcomes")
+            except ChaoskitError as exc:
+                # The team's ledger could not be read: nothing was judged, an error.
+                status = "error"
+                self._errors.append(f"audit: {exc}")
+        elif status != "error" and self.endpoints.services:
             self._emit(PhaseChanged(t=self.clock(), phase="drain"))
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
@@ -327,6 +392,8 @@ class Runner:
                 t=self.clock(), status=status, verdict=verdict, exit_code=int(result.exit_code)
             )
         )
+        if exporter is not None:
+            exporter.stop()
         with contextlib.suppress(Exception):
             self.journal.close()
         return result
@@ -406,6 +473,8 @@ class Runner:
                 kind = tick.get("type")
                 if kind == "tick":
                     self.aggregator.add_tick(tick)
+                    if self.run_metrics is not None:
+                        self.run_metrics.add_tick(tick)
                 elif kind == "worker_lost":
                     self._emit(WorkerLost(t=self.clock(), worker=str(tick.get("worker"))))
                     if self.settings.stop_on_worker_loss:
@@ -515,6 +584,8 @@ class Runner:
                 return
             if tick.get("type") == "tick":
                 self.aggregator.add_tick(tick)
+                if self.run_metrics is not None:
+                    self.run_metrics.add_tick(tick)
 
     def _update_phase(self, timeline: FaultTimeline, t: float) -> None:
         active = timeline.active
