@@ -351,7 +351,7 @@ def _callgrind(users: int, workdir: Path) -> dict[str, Any]:
         for seconds in (4, 12):
             out = workdir / f"callgrind-{name}-{seconds}.out"
             command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *engine]
-            python = _launcher(workdir, f"cg-{name}-{seconds}", command)
+            python = _launcher(workdir, f"launch-cg-{name}-{seconds}", command)
             spec = LoadSpec(
                 run_id=f"bench-cg-{name}-{seconds}",
                 run_dir=str(workdir / f"cg-{name}-{seconds}"),
