@@ -338,7 +338,7 @@ def _callgrind_ir(out_file: Path) -> int:
     raise SystemExit(f"no totals in {out_file}")
 
 
-def _callgrind(users: int, workdir: Path) -> dict[str, Any]:
+def _callgrind(users: int, workdir: Path, lead_s: float) -> dict[str, Any]:
     """Instructions per request, hand-built vs journey: Ir(long) - Ir(short) over requests."""
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing (Debian package valgrind)")
@@ -348,7 +348,7 @@ def _callgrind(users: int, workdir: Path) -> dict[str, Any]:
         ("journey", [sys.executable, "-m", "chaoskit.load"]),
     ):
         points = []
-        for seconds in (4, 12):
+        for seconds in (5, 15):
             out = workdir / f"callgrind-{name}-{seconds}.out"
             command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *engine]
             python = _launcher(workdir, f"launch-cg-{name}-{seconds}", command)
@@ -356,14 +356,17 @@ def _callgrind(users: int, workdir: Path) -> dict[str, Any]:
                 run_id=f"bench-cg-{name}-{seconds}",
                 run_dir=str(workdir / f"cg-{name}-{seconds}"),
                 gateway_url=URL,
-                # Under valgrind the engine starts in tens of seconds: the clock waits for it.
-                t0=time.time() + 90.0,
+                # Under valgrind the engine starts in tens of seconds (minutes on a busy
+                # machine): the clock waits for it; a run that saw no request is an error.
+                t0=time.time() + lead_s,
                 duration_s=float(seconds),
                 model="closed",
                 shape={"kind": "constant", "for": seconds, "users": users},
             )
             ticks = _engine(spec, python)
             requests = sum(int(t["requests"]) for t in ticks)
+            if requests == 0:
+                raise SystemExit(f"callgrind {name}: no request; raise --callgrind-lead")
             points.append((requests, _callgrind_ir(out)))
         (short_n, short_ir), (long_n, long_ir) = points
         result[name] = {
@@ -384,6 +387,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="hand-built/journey alternations")
     parser.add_argument("--journeys-only", action="store_true", help="only the journey figures")
     parser.add_argument("--callgrind", action="store_true", help="add instructions per request")
+    parser.add_argument(
+        "--callgrind-lead", type=float, default=150.0, help="seconds a valgrind engine may start"
+    )
     args = parser.parse_args()
     if args.journeys_only:
         return _main_journeys(args)
@@ -507,7 +513,7 @@ def _main_journeys(args: argparse.Namespace) -> int:
         figures = _journeys(args.users, args.duration, args.rounds, workdir)
         if args.callgrind:
             console.print("[dim]measuring instructions per request under callgrind ...[/dim]")
-            figures["callgrind"] = _callgrind(8, workdir)
+            figures["callgrind"] = _callgrind(8, workdir, args.callgrind_lead)
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
