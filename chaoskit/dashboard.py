@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from chaoskit.events import (
+    AuditDone,
     CheckJudged,
     Event,
     FaultApplied,
@@ -35,6 +36,10 @@ from chaoskit.events import (
 from chaoskit.observe.metrics import FAILURE_STEPS
 
 __all__ = ["Dashboard", "ProgressLine", "sparkline"]
+
+# Failure-step labels that fit a 12-character cell (three cells in a half-width panel at 80).
+_STEP_LABELS = {"inventory": "invent.", "eligibility": "elig."}
+_FAILURE_CELL = 11
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _SPARK_SERIES = (
@@ -90,6 +95,11 @@ def _secs(value: float | None) -> str:
     return _num(value, "{:.1f}", "s") if value < 100 else _clock(value)
 
 
+def _retry(value: float | None) -> float | None:
+    """Requests per intent; under 1 the window counted intents before their requests."""
+    return value if value is not None and value >= 1.0 else None
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "--:--"
@@ -123,6 +133,7 @@ class _State:
     breach: str = ""
     ended: str = ""
     message: str = ""
+    audit: dict[str, Any] | None = None  # the audit's fields, once the ledgers are read
 
 
 def _bound(spec: Mapping[str, Any]) -> str:
@@ -182,12 +193,15 @@ class _Tracker:
                 case CheckJudged():
                     self._check(s, event)
                 case GuardrailTripped():
-                    s.breach = f"{event.metric}={_num(event.value, '{:g}')}"
+                    bound = _bound({"min": event.min, "max": event.max}) or "-"
+                    s.breach = f"{event.metric}={_num(event.value, '{:g}')} (limit {bound})"
                     key = ("guardrail", event.metric, "")
                     if key in s.checks:
                         s.checks[key].ok = False
                 case RunEnded():
                     s.ended = event.status + (f" ({event.verdict})" if event.verdict else "")
+                case AuditDone():
+                    s.audit = dict(event.audit)
                 case LogMessage() if event.level in ("warning", "error"):
                     s.message = event.message
                 case _:
@@ -230,6 +244,7 @@ class _Tracker:
                 breach=s.breach,
                 ended=s.ended,
                 message=s.message,
+                audit=s.audit,
             )
 
     def load_phase_at(self, t: float, fallback: str) -> str:
@@ -336,11 +351,17 @@ class Dashboard:
 
     def _header(self, s: _State) -> Text:
         planned = self._tracker.plan.get("duration_s")
-        load_phase = self._tracker.load_phase_at(s.t, s.load_phase)
+        over = planned is not None and s.t > float(planned)
+        load_phase = "done" if over else self._tracker.load_phase_at(s.t, s.load_phase)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("chaoskit ", self._style("bold"))
         text.append(s.name or "run", self._style("bold cyan"))
-        text.append(f"  {_clock(s.t)} / {_clock(planned)}")
+        if over:
+            # The drain and the audit run after the load: say so, not "00:28 / 00:27".
+            assert planned is not None
+            text.append(f"  {_clock(planned)} / {_clock(planned)} +{s.t - float(planned):.0f}s")
+        else:
+            text.append(f"  {_clock(s.t)} / {_clock(planned)}")
         if planned:
             done = min(max(s.t / float(planned), 0.0), 1.0)
             filled = int(done * 16)
@@ -355,6 +376,9 @@ class Dashboard:
             text.append(f"  guardrail breached: {s.breach}", self._style("bold red"))
         elif s.message:
             text.append(f"  {s.message}", self._style("yellow"))
+        team = _team_metrics(s.metrics)
+        if team:
+            text.append("\nteam " + team, self._style("magenta"))
         return text
 
     def _spark(self, s: _State, metric: str, width: int = 34) -> Text:
@@ -380,10 +404,14 @@ class Dashboard:
         fulfilment = Text("fulfilment ")
         fulfilment.append(_pct(rate), self._style(style))
         fulfilment.append(f"  in {_secs(m.get('fulfilment_time_p95_s'))} p95")
+        first_try = f"first try failed {_pct(m.get('first_try_failure_rate'))}"
+        # The sparkline gives up what the first-try share needs, so 80 columns show both.
+        trend = self._spark(s, "fulfilment_rate", max(8, self._half_width() - len(first_try) - 1))
+        trend.append(" " + first_try, "")
         lines = [
             Text(f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"),
             fulfilment,
-            self._spark(s, "fulfilment_rate"),
+            trend,
         ]
         return self._panel("Customers", lines, 5)
 
@@ -391,7 +419,7 @@ class Dashboard:
         errors = m.get("error_rate")
         error_text = Text("errors ")
         error_text.append(_pct(errors), self._style("red" if errors else ""))
-        error_text.append(f"  retry x{_num(m.get('retry_amplification'), '{:.2f}')}")
+        error_text.append(f"  retry x{_num(_retry(m.get('retry_amplification')), '{:.2f}')}")
         lines = [
             Text(
                 f"p50 {_ms(m.get('latency_p50_ms'))}  p95 {_ms(m.get('latency_p95_ms'))}"
@@ -401,61 +429,82 @@ class Dashboard:
             self._spark(s, "latency_p95_ms"),
             Text(f"orders/s {_num(m.get('orders_per_s'), '{:,.1f}')}"),
         ]
-        return self._panel("Latency", lines, 7)
+        return self._panel("Latency", lines, 6)
 
     def _failures(self, m: Mapping[str, float | None]) -> Panel:
-        # The run's journey names the steps (the stub chain's by default).
+        # The run's journey names the steps (the stub chain's by default); three cells a row,
+        # read down the columns in chain order, at most four rows (80x24).
         steps = [k.removeprefix("failures.") for k in m if k.startswith("failures.")]
-        steps = steps or list(FAILURE_STEPS)
-        half = (len(steps) + 1) // 2
-        lines = []
-        for left, right in zip(steps[:half], steps[half:], strict=False):
-            line = Text()
-            for step in (left, right):
-                value = m.get(f"failures.{step}")
-                cell = f"{step[:11]:<11}{_num(value, '{:,.0f}'):>5}  "
-                line.append(cell, self._style("red") if value else "")
-            lines.append(line)
-        return self._panel("Failures by step /s", lines, 7)
+        steps = (steps or list(FAILURE_STEPS))[:12]
+        rows = math.ceil(len(steps) / 3)
+        lines = [Text() for _ in range(rows)]
+        for index, step in enumerate(steps):
+            value = m.get(f"failures.{step}")
+            shown = _num(value, "{:,.0f}")
+            label = _STEP_LABELS.get(step, step)[: _FAILURE_CELL - len(shown) - 1]
+            cell = label + " " * max(1, _FAILURE_CELL - len(label) - len(shown)) + shown
+            line = lines[index % rows]
+            if line.plain:
+                line.append(" ")
+            line.append(cell, self._style("red") if value else "")
+        return self._panel("Failures by step /s", lines, rows + 2)
 
     def _coupons(self, s: _State, m: Mapping[str, float | None]) -> Panel:
         lines = [
             Text(f"pending {_num(m.get('coupon_pending'))}"),
             Text(f"delay p95 {_secs(m.get('coupon_delay_p95_s'))}"),
-            self._spark(s, "coupon_pending", 20),
         ]
-        return self._panel("Coupons", lines, 5)
+        if s.audit is not None:
+            # After the drain the ledgers say what the buyers got (80x24: it takes the place
+            # of the live backlog, which the audit's queued credits now tell).
+            lines = self._free_orders(s.audit, m)
+        return self._panel("Coupons", lines, 4)
+
+    def _free_orders(self, audit: Mapping[str, Any], m: Mapping[str, float | None]) -> list[Text]:
+        overall = (audit.get("free_orders") or {}).get("overall") or {}
+        entitled, honoured = overall.get("entitled"), overall.get("honoured")
+        rate = honoured / entitled if entitled and honoured is not None else None
+        lost = ((audit.get("invariants") or {}).get("lost_entitlements") or {}).get("count")
+        delay = Text()
+        if lost:  # its own line: a third of 80 columns holds one of the two, not both
+            delay.append(f"lost {_num(lost)}  ", self._style("red"))
+        delay.append(f"delay {_secs(m.get('coupon_delay_p95_s'))}")
+        return [Text(f"free orders {_pct(rate)}"), delay]
 
     def _stores(self, m: Mapping[str, float | None]) -> Panel:
         lines = [
             Text(f"rejected {_num(m.get('store_rejections'))}/s"),
-            Text(f"paused {_num(m.get('store_paused_s'), '{:.1f}')}"),
-            Text(f"queue {_num(m.get('store_queue_depth'))}"),
+            Text(
+                f"queue {_num(m.get('store_queue_depth'))}"
+                f"  paused {_num(m.get('store_paused_s'), '{:.1f}', 's')}"
+            ),
         ]
-        return self._panel("Stores", lines, 5)
+        return self._panel("Stores", lines, 4)
 
     def _riders(self, s: _State, m: Mapping[str, float | None]) -> Panel:
         free, busy = m.get("riders_free"), m.get("riders_busy")
         bar = Text()
         if free is not None and busy is not None and free + busy > 0:
-            width = 18
+            width = 6
             n_busy = round(busy / (free + busy) * width)
             bar.append("█" * n_busy, self._style("yellow"))
             bar.append("░" * (width - n_busy), self._style("green"))
-        lines = [
-            Text(f"free {_num(free)}  busy {_num(busy)}"),
-            bar,
-            Text(f"wait p95 {_secs(m.get('rider_wait_p95_s'))}"),
-        ]
-        return self._panel("Riders", lines, 5)
+            bar.append(" ")
+        bar.append(f"wait p95 {_secs(m.get('rider_wait_p95_s'))}")
+        lines = [Text(f"free {_num(free)}  busy {_num(busy)}"), bar]
+        return self._panel("Riders", lines, 4)
 
     def _faults(self, s: _State) -> Panel:
         lines = []
+        room = self._half_width()
         for name, kind in sorted(s.active.items()):
             end = self._tracker.fault_end(name)
-            left = "until load ends" if end is None else f"{_clock(end - s.t)} left"
+            left = "to load end" if end is None else f"{_clock(end - s.t)} left"
             line = Text("● ", self._style("red"))
-            line.append(f"{name} ({kind}) {left}")
+            text = f"{name} ({kind}) {left}"
+            if len(text) + 2 > room:  # the name says more than the kind: drop the kind first
+                text = f"{name} {left}"
+            line.append(text)
             lines.append(line)
         if not lines:
             lines.append(Text("no fault active", self._style("green")))
@@ -465,6 +514,10 @@ class Dashboard:
         if s.done_faults:
             lines.append(Text(f"done: {', '.join(sorted(s.done_faults))}"))
         return self._panel("Faults", lines[:4], 6)
+
+    def _half_width(self) -> int:
+        """Characters inside a panel that shares its row with one other (borders, padding)."""
+        return self.console.width // 2 - 4
 
     def _checks(self, s: _State) -> Panel:
         lines = []
@@ -485,6 +538,17 @@ class Dashboard:
             failed = sum(1 for c in s.checks.values() if c.ok is False)
             lines = [*lines[:3], Text(f"... {len(lines) - 3} more, {failed} failed in all")]
         return self._panel("Checks", lines, 6)
+
+
+def _team_metrics(metrics: Mapping[str, float | None]) -> str:
+    """The team's own metrics (PromQL queries) in a sample: ``name=value`` pairs, or ''."""
+    from chaoskit.observe.metrics import METRICS
+
+    return " ".join(
+        f"{name}={'no data' if value is None else format(value, '.4g')}"
+        for name, value in metrics.items()
+        if name not in METRICS and not name.startswith("failures.")
+    )
 
 
 def _row(*panels: Panel) -> Table:
@@ -555,4 +619,5 @@ class ProgressLine:
             f" p95={_ms(m.get('latency_p95_ms'))}"
             f" errors={_pct(m.get('error_rate'))}"
             f" faults={faults}"
+            + (f" team: {_team_metrics(m)}" if _team_metrics(m) else "")
         )

@@ -44,6 +44,29 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # --install-completion / --show-completion: the shell completion users of Typer CLIs expect.
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from chaoskit import __version__
+
+        console.print(f"chaoskit {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print chaoskit's version and exit.",
+    ),
+) -> None:
+    """Rehearse a flash-sale surge against an order stack: load, faults, and what customers feel."""

@@ -6,7 +6,6 @@ carries ``loc``: the place, relative to the failing model, the loader points the
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -24,9 +23,16 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from chaoskit._yaml import did_you_mean
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
+from chaoskit.experiment.limits import MAX_SEGMENTS
 from chaoskit.journey.models import JourneyConfig
-from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
+from chaoskit.observe.metrics import METRICS, is_after_run
+from chaoskit.observe.prometheus import (
+    MetricsSettings,
+    PrometheusMetrics,
+    PromQuerySpec,
+)
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "DOMAIN_FAULT_KINDS",
     "NETWORK_FAULT_KINDS",
     "SHAPE_KINDS",
+    "AuditSettings",
     "Behaviour",
     "Check",
     "ConstantShape",
@@ -42,7 +49,10 @@ __all__ = [
     "Fault",
     "Guardrail",
     "LoadSettings",
+    "MetricsSettings",
     "Milestone",
+    "PromQuerySpec",
+    "PrometheusMetrics",
     "RampShape",
     "ReplayShape",
     "ReportSettings",
@@ -94,12 +104,6 @@ SHAPE_KINDS: tuple[str, ...] = (
 )
 ReportFormat = Literal["html", "md", "json", "junit", "csv"]
 REPORT_FORMATS: tuple[ReportFormat, ...] = ("html", "md", "json", "junit", "csv")
-
-
-def did_you_mean(given: str, allowed: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean "x"?)' for the closest allowed word, or '' when none is close."""
-    close = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 def problem(message: str, *loc: str | int) -> PydanticCustomError:
@@ -157,17 +161,28 @@ _METRIC_NAMES = tuple(METRICS)
 _STEP_METRIC = re.compile(r"^failures\.[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def _metric(value: str) -> str:
+def _metric(value: str, info: ValidationInfo) -> str:
     # failures.<step> of any journey step: the journey (target or experiment) names them.
-    if _STEP_METRIC.match(value):
+    if _STEP_METRIC.match(value) or value in METRICS:
         return value
-    return _one_of("metric", _METRIC_NAMES).func(value)  # type: ignore[no-any-return]
+    # Names the run's PromQL queries add (this experiment's metrics block and its target
+    # file's) are metrics too; the loader passes them in the validation context.
+    context = info.context if isinstance(info.context, dict) else {}
+    extra = tuple(context.get("extra_metrics", ()))
+    if value not in extra:
+        allowed = (*_METRIC_NAMES, *extra)
+        raise PydanticCustomError(
+            "experiment",
+            "{message}",
+            {"message": f'unknown metric "{value}"{_hint(value, allowed)}'},
+        )
+    return value
 
 
 Metric = Annotated[
     str,
     AfterValidator(_metric),
-    WithJsonSchema({"type": "string", "enum": list(_METRIC_NAMES)}),
+    WithJsonSchema({"type": "string"}),
 ]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Scale = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -214,6 +229,8 @@ class EligibilitySettings(_Model):
 
     free_orders_per_user: int | None = Field(default=None, ge=0)
     referral_share: float | None = Field(default=None, ge=0, le=1)
+    release_on_failure: bool | None = None
+    """The compensating design: a failed order gives its free order back to the buyer."""
 
 
 class StackSettings(_Model):
@@ -273,7 +290,7 @@ class StagesShape(_Model):
     """Flat stages, one after another."""
 
     kind: Literal["stages"]
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1, max_length=MAX_SEGMENTS)
 
     @model_validator(mode="after")
     def _same_key(self) -> StagesShape:
@@ -305,7 +322,7 @@ class StepShape(_Model):
     start: Amount
     step: float = Field(allow_inf_nan=False)
     every: PositiveDuration
-    steps: int = Field(ge=1)
+    steps: int = Field(ge=1, le=MAX_SEGMENTS)
 
     @model_validator(mode="after")
     def _never_negative(self) -> StepShape:
@@ -361,7 +378,7 @@ class ViralShape(_Model):
     doubling: PositiveDuration | None = None
     cap: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     hold: Duration | None = None
-    milestones: list[Milestone] | None = Field(default=None, min_length=1)
+    milestones: list[Milestone] | None = Field(default=None, min_length=1, max_length=MAX_SEGMENTS)
     time_scale: Scale = 1.0
     rate_scale: Scale = 1.0
 
@@ -457,7 +474,7 @@ class LoadSettings(_Model):
 
 
 def _no_audit(value: str) -> str:
-    if value in AUDIT_METRICS:
+    if is_after_run(value):
         raise PydanticCustomError(
             "experiment",
             "{message}",
@@ -791,6 +808,13 @@ class ReportSettings(_Model):
 # ---------------------------------------------------------------- the experiment
 
 
+class AuditSettings(_Model):
+    """What the post-run audit holds the ledgers to."""
+
+    credit_slo: PositiveDuration | None = None
+    """A coupon credit landing (or still queued) later than this after its order is late."""
+
+
 class Experiment(_Model):
     """One experiment file: target, stack settings, load, faults, hypothesis, guardrails."""
 
@@ -806,6 +830,8 @@ class Experiment(_Model):
     hypothesis: list[Check] = Field(default_factory=list)
     guardrails: list[Guardrail] = Field(default_factory=list)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     _source_path: Path | None = PrivateAttr(default=None)
 
@@ -885,6 +911,24 @@ class Experiment(_Model):
                     index,
                     fault.kind,
                     "kind",
+                )
+        # A triggered fault may start at any time, so it may overlap any other fault of its
+        # kind on its target; the second one's removal would cancel the first. Refused.
+        for j, fault in enumerate(self.faults):
+            for i, other in enumerate(self.faults[:j]):
+                if (other.kind, other.target) != (fault.kind, fault.target):
+                    continue
+                if fault.when is None and other.when is None:
+                    continue
+                triggered = fault if fault.when is not None else other
+                raise problem(
+                    f'may overlap fault "{other.name}" (faults[{i}]): two {fault.kind} faults on '
+                    f'{fault.target} at once, and "{triggered.name}" starts whenever its '
+                    "condition holds; give them different kinds or targets, or one fault",
+                    "faults",
+                    j,
+                    fault.kind,
+                    "when" if fault.when is not None else "name",
                 )
         timed = [(i, f) for i, f in enumerate(self.faults) if f.when is None]
         for later, (j, fault) in enumerate(timed):

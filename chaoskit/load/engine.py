@@ -114,8 +114,8 @@ class LoadGenerator:
             request_event=self._environment.events.request,
             user=None,
             concurrency=max(1, concurrency),
-            network_timeout=self.spec.behaviour.request_timeout_s,
-            connection_timeout=self.spec.behaviour.request_timeout_s,
+            network_timeout=self.spec.behaviour.request_timeout,
+            connection_timeout=self.spec.behaviour.request_timeout,
             max_retries=0,
         )
 
@@ -243,10 +243,12 @@ class LoadGenerator:
                     if self._stopping or (user is not None and user >= self._target):
                         self.tally.abandoned(started_t)
                         return
-                    gevent.sleep(behaviour.think_time_s)
+                    gevent.sleep(behaviour.think_time)
                     if not behaviour.reuse_idempotency_key:
                         order_id = f"{intent.intent_id}.{attempt_no}"
                 attempt = self._attempt(session, intent, attempt_no, order_id)
+                if not attempt_no:
+                    self.tally.first_try(ok=attempt.told == "ok", started_t=started_t)
                 if attempt.told == "ok":
                     self.tally.fulfilled((self.now() - started_t) * 1000.0, started_t)
                     return

@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chaoskit.errors import InputError, SafetyRefusal
+from chaoskit.experiment.models import Behaviour
 from chaoskit.journey.models import JourneyConfig
 
 __all__ = [
     "LOCAL_HOSTS",
-    "Behaviour",
     "Caps",
     "LoadSpec",
     "check_gateway_host",
@@ -35,15 +35,6 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Behaviour(_Model):
-    """How the agent buyer behaves: re-clicks after failures, think time, idempotency."""
-
-    reclick: int = Field(default=0, ge=0)
-    think_time_s: float = Field(default=1.0, ge=0)
-    reuse_idempotency_key: bool = False
-    request_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class Caps(_Model):

@@ -56,6 +56,8 @@ class _Tick:
     abandoned: int
     requests: int
     request_errors: int
+    first_tries: int
+    first_try_failed: int
     steps: array[int]  # failures per the aggregator's failure_steps
     pcts: dict[str, tuple[float | None, int]]  # "latency_p95_ms" -> (value, observations)
     cum_started: int = 0
@@ -156,10 +158,18 @@ class MetricsAggregator:
         # Ring entries older than this were dropped: ranges starting before it are not exact.
         self._ring_floor = {"client": -math.inf, "server": -math.inf}
         self._merge_cache: tuple[tuple[float, float, str], dict[str, float | None]] | None = None
+        # The team's own metrics (PromQL queries): name -> how a window sums up its samples,
+        # and every sample as (t, value); a value of None is "no data" at that time.
+        self._ext_aggs: dict[str, str] = {}
+        self._ext: dict[str, tuple[list[float], list[float | None]]] = {}
+        self._ext_stale_s = self.stale_s
+        self._ext_rows: list[tuple[float | None, ...]] = []
         # Intent outcomes by the whole second the intent started: [fulfilled, finished].
         # A phase is judged by what became of the intents that started in it, however late
         # they finished (a re-clicking buyer's failure lands seconds after the fault).
         self._by_start: dict[int, list[int]] = {}
+        # First attempts by the second their intent started: [first tries, first-try failures].
+        self._first_by_start: dict[int, list[int]] = {}
 
     # ---- input ---------------------------------------------------------------------------
 
@@ -176,6 +186,55 @@ class MetricsAggregator:
             if phase.start < t:
                 found = phase
         return found
+
+    def declare_external(self, aggregations: Mapping[str, str], *, interval_s: float) -> None:
+        """Metrics sampled elsewhere (PromQL): name -> mean | min | max | last over a window."""
+        with self._lock:
+            self._ext_aggs = dict(aggregations)
+            self._ext = {name: ([], []) for name in aggregations}
+            # A value is current for a little over one sampling interval.
+            self._ext_stale_s = max(self.stale_s, 2.5 * interval_s)
+
+    @property
+    def external_metrics(self) -> tuple[str, ...]:
+        """The names ``declare_external`` added."""
+        return tuple(self._ext_aggs)
+
+    def add_external(self, t: float, values: Mapping[str, float | None]) -> None:
+        """One round of external samples at run time ``t``."""
+        with self._lock:
+            for name, value in values.items():
+                if name not in self._ext:
+                    continue
+                ts, vs = self._ext[name]
+                i = bisect.bisect_right(ts, t)
+                ts.insert(i, t)
+                vs.insert(i, value)
+
+    def _ext_latest(self, name: str, t: float) -> float | None:
+        ts, vs = self._ext[name]
+        i = bisect.bisect_right(ts, t) - 1
+        if i < 0 or ts[i] < t - self._ext_stale_s:
+            return None
+        return vs[i]
+
+    def _ext_window(self, name: str, t0: float, t1: float) -> float | None:
+        ts, vs = self._ext[name]
+        known = [
+            v
+            for v in vs[bisect.bisect_right(ts, t0) : bisect.bisect_right(ts, t1)]
+            if v is not None
+        ]
+        if not known:
+            return None
+        agg = self._ext_aggs[name]
+        if agg == "min":
+            return min(known)
+        if agg == "max":
+            return max(known)
+        if agg == "last":
+            return known[-1]
+        return sum(known) / len(known)
 
     def add_tick(self, tick: Mapping[str, Any]) -> None:
         """Take one engine ``tick`` line (see the load engine protocol)."""
@@ -217,6 +276,8 @@ class MetricsAggregator:
             abandoned=int(tick.get("abandoned", 0)),
             requests=int(tick.get("requests", 0)),
             request_errors=int(tick.get("request_errors", 0)),
+            first_tries=int(tick.get("first_tries", 0)),
+            first_try_failed=int(tick.get("first_try_failed", 0)),
             steps=steps,
             pcts=pcts,
         )
@@ -224,9 +285,14 @@ class MetricsAggregator:
             for key, n in (tick.get("by_start") or {}).items():
                 second, _, kind = str(key).partition(":")
                 try:
-                    slot = self._by_start.setdefault(int(second), [0, 0])
+                    start = int(second)
                 except ValueError:
                     continue
+                if kind in ("t", "1"):
+                    first = self._first_by_start.setdefault(start, [0, 0])
+                    first[0 if kind == "t" else 1] += int(n)
+                    continue
+                slot = self._by_start.setdefault(start, [0, 0])
                 slot[1] += int(n)
                 if kind == "f":
                     slot[0] += int(n)
@@ -341,16 +407,20 @@ class MetricsAggregator:
             row = self._row(t)
             self._rows_t.append(t)
             self._rows.append(array("d", (_nan_if_none(row[m]) for m in self.series_metrics)))
+            for name in self._ext:
+                row[name] = self._ext_latest(name, t)
+            self._ext_rows.append(tuple(row[name] for name in self._ext))
             return row
 
     def series(self) -> list[dict[str, float | None]]:
         """Every row ``sample`` produced, as {"t": ..., metric: value}."""
         with self._lock:
             out: list[dict[str, float | None]] = []
-            for t, values in zip(self._rows_t, self._rows, strict=True):
+            for t, values, ext in zip(self._rows_t, self._rows, self._ext_rows, strict=True):
                 row: dict[str, float | None] = {"t": t}
                 for name, v in zip(self.series_metrics, values, strict=True):
                     row[name] = None if math.isnan(v) else v
+                row.update(zip(self._ext, ext, strict=True))
                 out.append(row)
             return out
 
@@ -362,6 +432,8 @@ class MetricsAggregator:
         the observation-weighted mean of the per-second percentiles.
         """
         with self._lock:
+            if metric in self._ext:
+                return self._ext_window(metric, t0, t1)
             return self._compute(t0, t1, only=metric).get(metric)
 
     def windows(self, t0: float, t1: float) -> Row:
@@ -431,6 +503,10 @@ class MetricsAggregator:
                 row["fulfilment_rate"] = _ratio(sum(k.fulfilled for k in ticks), started)
             elif self._by_start:
                 row["fulfilment_rate"] = self._fulfilment_by_start(t0, t1)
+            if self._first_by_start:
+                # Judged by the intents that started in the window, as fulfilment is.
+                lo, hi = (-math.inf, math.inf) if overall else (t0, t1)
+                row["first_try_failure_rate"] = self._first_try_by_start(lo, hi)
         snaps = self._snaps[
             bisect.bisect_right(self._snap_ts, t0) : bisect.bisect_right(self._snap_ts, t1)
         ]
@@ -441,6 +517,9 @@ class MetricsAggregator:
             row["coupon_pending"] = _mean(s.outbox_pending for s in snaps)
             row["riders_free"] = _mean(s.riders_free for s in snaps)
             row["riders_busy"] = _mean(s.riders_busy for s in snaps)
+        if only is None:
+            for name in self._ext:
+                row[name] = self._ext_window(name, t0, t1)
         return row
 
     def _fulfilment_by_start(self, t0: float, t1: float) -> float | None:
@@ -451,6 +530,15 @@ class MetricsAggregator:
                 fulfilled += f
                 finished += n
         return _ratio(fulfilled, finished)
+
+    def _first_try_by_start(self, t0: float, t1: float) -> float | None:
+        """First-try failures / first tries among intents that started in [t0, t1)."""
+        tries = failed = 0
+        for second, (n, f) in self._first_by_start.items():
+            if t0 <= second < t1:
+                tries += n
+                failed += f
+        return _ratio(failed, tries)
 
     def _client_values(self, ticks: list[_Tick], pcts: Row, *, scale: float) -> Row:
         started = sum(k.started for k in ticks)
@@ -467,6 +555,9 @@ class MetricsAggregator:
             "fulfilment_rate": _ratio(fulfilled, finished),
             "retry_amplification": _ratio(requests, started),
             "error_rate": _ratio(errors, requests),
+            "first_try_failure_rate": _ratio(
+                sum(k.first_try_failed for k in ticks), sum(k.first_tries for k in ticks)
+            ),
         }
         for step, idx in self._step_index.items():
             row[f"failures.{step}"] = sum(k.steps[idx] for k in ticks) * scale

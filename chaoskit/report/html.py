@@ -12,7 +12,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from chaoskit.report._format import describe, downsample, fmt, verdict_word
+from chaoskit.observe.metrics import METRICS
+from chaoskit.report._format import audit_queue_note, describe, downsample, fmt, verdict_word
 from chaoskit.report.rundir import FaultSpan, RunFolder, TimeSeries
 from chaoskit.report.summary import Check, Summary
 
@@ -83,6 +84,20 @@ def _rows(series: TimeSeries) -> list[_Row]:
     failure_lines = tuple(
         _Line(name, name[9:], _STEP_COLOURS.get(name[9:], "#aaaaaa"), stack=True) for name in steps
     )
+    # The team's own metrics (PromQL queries): every series no built-in metric names.
+    palette = ("#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#8c564b", "#9467bd")
+    team = sorted(n for n in series.columns if n not in METRICS and not n.startswith("failures."))
+    team_rows = (
+        [
+            _Row(
+                "The team's metrics (Prometheus)",
+                tuple(_Line(n, n, palette[i % len(palette)]) for i, n in enumerate(team)),
+                "value",
+            )
+        ]
+        if team
+        else []
+    )
     return [
         _Row(
             "Load: planned shape, target and achieved",
@@ -150,6 +165,7 @@ def _rows(series: TimeSeries) -> list[_Row]:
             "riders",
             "wait s",
         ),
+        *team_rows,
     ]
 
 
@@ -386,8 +402,22 @@ def _audit_section(summary: Summary) -> str:
     if audit.reason:
         head += f" — {_e(audit.reason)}"
     head += "</p>"
+    queue = audit_queue_note(audit.queued_credits, audit.oldest_queued_age_s, audit.credit_slo_s)
+    if queue is not None:
+        head += f"<p>{_e(queue)}</p>"
     rows = []
     for name, inv in audit.invariants.items():
+        if inv.skipped is not None:
+            rows.append(
+                [
+                    f"<code>{_e(name)}</code>",
+                    _e(describe(name).description),
+                    "–",
+                    '<span class="muted">skipped</span>',
+                    _e(inv.skipped),
+                ]
+            )
+            continue
         ids = ", ".join(f"<code>{_e(i)}</code>" for i in inv.order_ids)
         if inv.count > len(inv.order_ids):
             ids += f" … ({inv.count - len(inv.order_ids)} more)"

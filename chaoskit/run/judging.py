@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from chaoskit.exit_codes import Verdict
 from chaoskit.experiment.models import Check, Guardrail
 from chaoskit.observe.audit import AuditResult
-from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.metrics import is_after_run
+from chaoskit.run.audit_checks import judge_after_run
 from chaoskit.run.checks import CheckResult, GuardrailWatch, judge
 from chaoskit.run.result import Status
 
@@ -49,37 +50,22 @@ def final_checks(
     """Every check's final result: hypotheses per phase, audit-metric hypotheses on the
     whole run, guardrails, and one line per audit invariant."""
     checks = judge(
-        [h for h in hypothesis if h.metric not in AUDIT_METRICS],
+        [h for h in hypothesis if not is_after_run(h.metric)],
         phases=phases,
         window=window,
         overall=overall,
     )
-    # Audit metrics exist once, after the drain: judged on the whole run.
-    for check in (h for h in hypothesis if h.metric in AUDIT_METRICS):
-        invariant = None if audit is None else audit.invariants.get(check.metric)
-        if audit is None or audit.status == "skipped" or invariant is None:
-            reason = "audit skipped" if audit is None else (audit.reason or "audit skipped")
-            value, ok, note = None, None, reason
-        else:
-            value = float(invariant.count)
-            ok, note = check.ok(value), "audit after drain"
-        checks.append(
-            CheckResult(
-                "hypothesis", "overall", check.metric, check.min, check.max, value, ok, note=note
-            )
-        )
+    # Audit invariants and ledger KPIs exist once, after the drain.
+    after_run = judge_after_run([h for h in hypothesis if is_after_run(h.metric)], audit)
+    checks.extend(c for c in after_run if c.kind == "hypothesis")
     checks.extend(GuardrailWatch(guardrails).final(tripped))
-    if audit is not None and audit.status != "skipped":
-        for name, invariant in audit.invariants.items():
-            count = float(invariant.count)
-            checks.append(
-                CheckResult("audit", "overall", name, None, 0.0, count, invariant.count == 0)
-            )
+    checks.extend(c for c in after_run if c.kind == "audit")
     return checks
 
 
 def unjudged(checks: Sequence[CheckResult], hypothesis: Sequence[Check]) -> list[CheckResult]:
-    """Hypothesis checks that could not be judged: never a pass.
+    """Hypothesis checks that could not be judged: never a pass. (An audit invariant the
+    target gives no ledger for is skipped with a note; only a hypothesis on it is a gap.)
 
     A hypothesis for phase "all" means every phase the run had data in: a short phase
     without data is no gap as long as the metric was judged in another phase.
@@ -89,7 +75,7 @@ def unjudged(checks: Sequence[CheckResult], hypothesis: Sequence[Check]) -> list
     return [
         c
         for c in checks
-        if c.kind in ("hypothesis", "audit")
+        if c.kind == "hypothesis"
         and c.ok is None
         and not (c.metric in every_phase and c.metric in judged and c.note == "no data")
     ]

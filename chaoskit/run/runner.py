@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import platform
 import secrets
 import threading
 import time
@@ -20,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaoskit._version import __version__
 from chaoskit.errors import ChaoskitError, EnvironmentProblem
 from chaoskit.events import (
     AuditDone,
@@ -46,32 +44,18 @@ from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.journey import JourneyConfig, resolve_journey
 from chaoskit.load.process import LoadProcess
-from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
-from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.exporter import MetricsExporter, RunMetrics
+from chaoskit.observe.metrics import is_after_run
+from chaoskit.observe.prometheus import PrometheusSampler, PrometheusSource
 from chaoskit.observe.sampler import StatsSampler
+from chaoskit.observe.team_ledger import TeamLedgerReader
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
-    Abort as SummaryAbort,
-)
-from chaoskit.report.summary import (
-    Audit,
-    EnvironmentInfo,
-    ExperimentInfo,
     JournalWriter,
-    Summary,
     SummaryWriter,
-)
-from chaoskit.report.summary import (
-    Check as SummaryCheck,
-)
-from chaoskit.report.summary import (
-    FaultRecord as SummaryFault,
-)
-from chaoskit.report.summary import (
-    Plan as SummaryPlan,
 )
 from chaoskit.run.checks import CheckResult, GuardrailWatch
 from chaoskit.run.health import EnvironmentWatch
@@ -80,6 +64,7 @@ from chaoskit.run.lock import RunLock
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.result import Abort, RunResult, Status
 from chaoskit.run.settings import stack_settings
+from chaoskit.run.summary import SummaryContext, final_summary, running_summary
 from chaoskit.stack.endpoints import StackEndpoints
 
 __all__ = ["RunSettings", "Runner"]
@@ -109,6 +94,14 @@ class RunSettings:
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
     # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
     watchdog_ttl_s: float | None = None
+    # The team's Prometheus, sampled into the time series (checked before the run). None: off.
+    prometheus: PrometheusSource | None = None
+    # Serve the run's own metrics on 127.0.0.1:PORT for the team's Prometheus. None: off.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # The team's ledger (audit.ledger): the audit reads it instead of the stub's /ledger.
+    ledger: TeamLedgerReader | None = None
+
     # The lock that makes this run the target's only one (taken by the caller before it
     # touched anything); the run watches it for a `chaoskit down --force` stop request.
     lock: RunLock | None = None
@@ -150,6 +143,20 @@ class Runner:
             self.bus.subscribe(handler)
         self.summary = SummaryWriter(self.run_dir)
         self.aggregator = MetricsAggregator(failure_steps=self._journey_config().failure_steps())
+        # Hook: the team's PromQL metrics are series like the built-in ones.
+        if settings.prometheus is not None:
+            self.aggregator.declare_external(
+                settings.prometheus.aggregations(), interval_s=settings.prometheus.interval_s
+            )
+        # Hook: the run's own metrics for the team's Prometheus (--metrics-port).
+        self.run_metrics: RunMetrics | None = None
+        if settings.metrics_port is not None:
+            self.run_metrics = RunMetrics(
+                run_id=self.run_id,
+                experiment=experiment.name,
+                faults={f.name: (f.kind, f.target) for f in experiment.faults},
+            )
+            self.bus.subscribe(self.run_metrics)
         self._t0 = 0.0
         self._phase: Phase = "baseline"
 
@@ -219,9 +226,18 @@ class Runner:
         status: Status = "completed"
         load: LoadProcess | None = None
         sampler: StatsSampler | None = None
+        prom_sampler: PrometheusSampler | None = None
+        exporter: MetricsExporter | None = None
         restored_settings: dict[str, dict[str, Any]] = {}
         audit: AuditResult | None = None
         try:
+            if self.run_metrics is not None and self.settings.metrics_port is not None:
+                exporter = MetricsExporter(
+                    self.run_metrics,
+                    port=self.settings.metrics_port,
+                    host=self.settings.metrics_host,
+                )
+                exporter.start()
             self._emit(
                 RunStarted(
                     t=-delay,
@@ -247,6 +263,13 @@ class Runner:
                     clock=self.clock,
                 )
                 sampler.start()
+            if self.settings.prometheus is not None:
+                prom_sampler = PrometheusSampler(
+                    self.settings.prometheus,
+                    on_values=self.aggregator.add_external,
+                    clock=self.clock,
+                )
+                prom_sampler.start()
             self._env = self._environment_watch(sampler, timeline)
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
@@ -269,10 +292,9 @@ class Runner:
             # Faults first: they are what can hurt a shared environment.
             rollback_errors = timeline.stop(reason=status if status != "completed" else "run ended")
             self._errors.extend(rollback_errors)
-            self._restore_stack(admin, record, restored_settings)
             if self._env is not None:
                 self._env.stop()
-            if rollback_errors or self._restore_failed:
+            if rollback_errors:
                 # What the run left applied is unknown: never a verdict on that.
                 status = "error"
             if load is not None:
@@ -283,21 +305,33 @@ class Runner:
                     self._errors.append(f"load engine failed: {load.failure_reason()}")
             if sampler is not None:
                 sampler.stop()
+            if prom_sampler is not None:
+                prom_sampler.stop()
+                if prom_sampler.rounds and prom_sampler.failures:
+                    self._emit(
+                        LogMessage(
+                            t=self.clock(),
+                            level="warning",
+                            message=f"Prometheus: {sum(prom_sampler.failures.values())} "
+                            f"queries gave no answer; last: {prom_sampler.last_error}",
+                        )
+                    )
+        try:
+            status, audit = self._drain_and_audit(status, timeline)
+        except KeyboardInterrupt:  # rolled back below and recorded; the caller re-raises it
+            status = "interrupted"
+            self.keyboard_interrupt = True
+        finally:
+            # The experiment's stack settings stay until the drain is over, so in-flight
+            # orders finish under the design the run rehearsed (restoring first turned the
+            # drain's failures into lost entitlements of a design the run never had).
+            self._restore_stack(admin, record, restored_settings)
+            if self._restore_failed:
+                status = "error"
             if not rollback_errors and not self._restore_failed:
                 record.close()
             if watchdog is not None:
                 watchdog.stop()
-        if status != "error" and self.endpoints.services:
-            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
-            try:
-                drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
-            except ChaoskitError as exc:
-                # An audit that could not read the ledger judged nothing: an error, not a pass.
-                status = "error"
-                self._errors.append(f"audit: {exc}")
-        elif not self.endpoints.services:
-            audit = run_audit({}, self.run_dir / "outcomes")
         if audit is not None:
             self._emit(AuditDone(t=self.clock(), audit=audit.to_json()))
         admin.close()
@@ -314,8 +348,8 @@ class Runner:
             verdict=verdict,
             exit_code=exit_code_for_verdict(verdict),
             checks=tuple(checks),
-            metrics=self.aggregator.overall(),
-            phases=self._phase_metrics(timeline),
+            metrics={**self.aggregator.overall(), **(audit.kpis() if audit else {})},
+            phases=self._phase_metrics(timeline, audit),
             audit=audit,
             faults=timeline.records(),
             abort=self._abort_record(status),
@@ -340,6 +374,8 @@ class Runner:
                 t=self.clock(), status=status, verdict=verdict, exit_code=int(result.exit_code)
             )
         )
+        if exporter is not None:
+            exporter.stop()
         with contextlib.suppress(Exception):
             self.journal.close()
         return result
@@ -404,7 +440,7 @@ class Runner:
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
         guardrails = GuardrailWatch(self.plan.guardrails)
-        live_checks = [h for h in self.plan.hypothesis if h.metric not in AUDIT_METRICS]
+        live_checks = [h for h in self.plan.hypothesis if not is_after_run(h.metric)]
         next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
         next_sample = 1.0
@@ -419,6 +455,8 @@ class Runner:
                 kind = tick.get("type")
                 if kind == "tick":
                     self.aggregator.add_tick(tick)
+                    if self.run_metrics is not None:
+                        self.run_metrics.add_tick(tick)
                 elif kind == "worker_lost":
                     self._emit(WorkerLost(t=self.clock(), worker=str(tick.get("worker"))))
                     if self.settings.stop_on_worker_loss:
@@ -528,6 +566,8 @@ class Runner:
                 return
             if tick.get("type") == "tick":
                 self.aggregator.add_tick(tick)
+                if self.run_metrics is not None:
+                    self.run_metrics.add_tick(tick)
 
     def _update_phase(self, timeline: FaultTimeline, t: float) -> None:
         active = timeline.active
@@ -567,12 +607,7 @@ class Runner:
             model=load.model,
             shape=load.shape.model_dump(mode="json", by_alias=True),
             base_dir=str(self._base_dir()),
-            behaviour=SpecBehaviour(
-                reclick=behaviour.reclick,
-                think_time_s=behaviour.think_time,
-                reuse_idempotency_key=behaviour.reuse_idempotency_key,
-                request_timeout_s=behaviour.request_timeout,
-            ),
+            behaviour=behaviour,
             workers=self.settings.workers,
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
@@ -661,12 +696,63 @@ class Runner:
             tripped=self._abort,
         )
 
-    def _phase_metrics(self, timeline: FaultTimeline) -> dict[str, dict[str, float | None]]:
+    def _drain_and_audit(
+        self, status: Status, timeline: FaultTimeline
+    ) -> tuple[Status, AuditResult | None]:
+        """Wait for in-flight work, then reconcile the ledger (an unreadable one: error)."""
+        audit: AuditResult | None = None
+        if status != "error" and self.settings.ledger is not None:
+            # Hook: the team's own ledger is the audit's source of truth.
+            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
+            try:
+                if "gateway" in self.endpoints.services:
+                    drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
+                else:
+                    time.sleep(min(_END_GRACE_S, self.settings.drain_timeout_s))
+                audit = self.settings.ledger.audit(self.run_id, self.run_dir / "outcomes")
+            except ChaoskitError as exc:
+                # The team's ledger could not be read: nothing was judged, an error.
+                status = "error"
+                self._errors.append(f"audit: {exc}")
+        elif status != "error" and self.endpoints.services:
+            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
+            try:
+                drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
+                audit = run_audit(
+                    self.endpoints.services,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    phases=self._wall_phases(timeline),
+                )
+            except ChaoskitError as exc:
+                # An audit that could not read the ledger judged nothing: an error, not a pass.
+                status = "error"
+                self._errors.append(f"audit: {exc}")
+        elif not self.endpoints.services:
+            audit = run_audit({}, self.run_dir / "outcomes")
+        return status, audit
+
+    def _phase_metrics(
+        self, timeline: FaultTimeline, audit: AuditResult | None
+    ) -> dict[str, dict[str, float | None]]:
         """Each check phase's metrics, computed once: the values the checks judged."""
         return {
-            phase: dict(self.aggregator.windows(span[0], span[1]))
+            phase: {
+                **self.aggregator.windows(span[0], span[1]),
+                **(audit.kpis(phase) if audit is not None else {}),
+            }
             for phase, span in self._phases(timeline).items()
             if span is not None
+        }
+
+    def _wall_phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float]]:
+        """The check phases as epoch-second spans, for the audit's per-phase ledger KPIs."""
+        spans = {n: s for n, s in self._phases(timeline).items() if s is not None}
+        # The last phase runs on to the drain: late answers of its intents belong to it.
+        last = max(spans, key=lambda n: spans[n][0], default=None)
+        return {
+            name: (self._t0 + start, math.inf if name == last else self._t0 + end)
+            for name, (start, end) in spans.items()
         }
 
     def _abort_record(self, status: Status) -> Abort | None:
@@ -686,46 +772,25 @@ class Runner:
         self, started_at: datetime, timeline: FaultTimeline, result: RunResult | None = None
     ) -> bool:
         """summary.json: while running (``result`` None) from live values, then from the result."""
-        experiment = self.experiment
-        ended = result is not None
-        checks = result.checks if result else ()
-        abort = None if result is None else result.abort
-        audit = None if result is None else result.audit
-        summary = Summary(
+        context = SummaryContext(
             run_id=self.run_id,
-            experiment=ExperimentInfo(
-                name=experiment.name,
-                description=experiment.description,
-                file=str(getattr(experiment, "source_path", "") or ""),
-                seed=experiment.seed,
-                target=self.endpoints.name,
-            ),
-            started_at=started_at.isoformat(),
-            ended_at=datetime.now(UTC).isoformat() if ended else None,
-            duration_s=result.duration_s if result else round(max(0.0, self.clock()), 3),
-            status=result.status if result else "running",
-            verdict=result.verdict if result else None,
-            exit_code=int(result.exit_code) if result else None,
-            environment=EnvironmentInfo(
-                chaoskit_version=__version__,
-                python=platform.python_version(),
-                platform=platform.platform(),
-                target_kind=self.endpoints.kind,
-                workers=self.settings.workers,
-            ),
-            metrics=dict(result.metrics if result else self.aggregator.overall()),
-            phases={k: dict(v) for k, v in result.phases.items()} if result else {},  # type: ignore[misc]
-            checks=[SummaryCheck.model_validate(c.to_json()) for c in checks],
-            faults=[
-                SummaryFault.model_validate(dataclasses.asdict(f))
-                for f in (result.faults if result else timeline.records())
-            ],
-            audit=Audit.model_validate(audit.to_json())
-            if audit is not None
-            else Audit(status="skipped", reason="run did not reach the audit"),
-            abort=None if abort is None else SummaryAbort.model_validate(dataclasses.asdict(abort)),
-            plan=SummaryPlan.model_validate(self.plan.to_json()),
-            errors=list(result.errors if result else self._errors),
+            experiment=self.experiment,
+            plan=self.plan,
+            target_name=self.endpoints.name,
+            target_kind=self.endpoints.kind,
+            workers=self.settings.workers,
+            started_at=started_at,
+        )
+        summary = (
+            final_summary(context, result)
+            if result is not None
+            else running_summary(
+                context,
+                duration_s=self.clock(),
+                metrics=self.aggregator.overall(),
+                faults=timeline.records(),
+                errors=self._errors,
+            )
         )
         try:
             self.summary.write(summary)

@@ -32,26 +32,32 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from chaoskit._yaml import Loc, Place, did_you_mean, load_yaml, plain, read_input
 from chaoskit.errors import TargetFileError
 from chaoskit.experiment.durations import PositiveDuration
 from chaoskit.journey.models import JourneyConfig
+from chaoskit.observe.prometheus import MetricsSettings, base_url_problem
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES, ProxyRef
+from chaoskit.stack.service_settings import SettingsProblem, check_service_settings
 
 __all__ = [
     "BUILTIN_TARGETS",
     "AttachCaps",
     "AttachGateway",
     "AttachTarget",
+    "AuditSettings",
     "DockerImageSettings",
     "DockerTarget",
+    "HttpLedger",
+    "LedgerSource",
     "LocalTarget",
     "PortLayout",
     "RunTag",
+    "SqlLedger",
     "StackSettings",
     "Target",
+    "TeamLedger",
     "ToxiproxyServer",
     "WatchdogSettings",
     "env_refs",
@@ -129,6 +135,10 @@ class _TargetBase(_Strict):
     version: Literal[1]
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=64)
     _source: Path | None = PrivateAttr(default=None)
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The metric names this target's PromQL queries add (none for a stub stack)."""
+        return ()
 
     @property
     def source(self) -> Path | None:
@@ -241,6 +251,117 @@ class WatchdogSettings(_Strict):
     ttl: PositiveDuration = Field(default=30.0, le=3600.0)
 
 
+def _check_header_templates(headers: dict[str, str]) -> dict[str, str]:
+    # Messages here never quote a value: it may be a secret.
+    for name, value in headers.items():
+        if not re.match(_HEADER_NAME, name):
+            raise _problem(f"{name!r} is not a valid HTTP header name", name)
+        if any(ch in value for ch in "\r\n"):
+            raise _problem("a header value must be one line", name)
+        for ref in _ENV_REF.findall(value):
+            if not _ENV_NAME.match(ref):
+                raise _problem(
+                    "${...} must name an environment variable, like ${STAGING_TOKEN}", name
+                )
+    return headers
+
+
+_TEMPLATE_VARS = ("run_id",)
+_TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+
+
+def _check_template_url(value: str) -> str:
+    """A URL template: {{run_id}} may stand in the path or query; no credentials, no ${...}."""
+    for name in _TEMPLATE.findall(value):
+        if name not in _TEMPLATE_VARS:
+            raise ValueError(
+                f"unknown template variable {{{{{name}}}}}; expected one of: "
+                + ", ".join(_TEMPLATE_VARS)
+            )
+    sample = _TEMPLATE.sub("x", value)
+    message = base_url_problem(sample)
+    if message:
+        raise ValueError(message)
+    return value
+
+
+class HttpLedger(_Strict):
+    """An HTTP export of the team's ledger: GET ``url`` (``{{run_id}}`` filled in)."""
+
+    url: str
+    # A JSONPath to the order ids in the answer, e.g. "$.orders[*].id".
+    order_ids: str = Field(default="$[*]", min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)  # values may name ${ENV_VAR}
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_template_url(value)
+
+    @field_validator("order_ids")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        from chaoskit.observe.team_ledger import parse_json_path
+
+        parse_json_path(value)  # raises ValueError with what is wrong
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        return _check_header_templates(headers)
+
+
+class SqlLedger(_Strict):
+    """A query against the team's PostgreSQL, run in a read-only transaction.
+
+    ``dsn`` must come from the environment (``${LEDGER_DSN}``); ``query`` may use
+    ``%(run_id)s`` and returns one order id per row (the first column).
+    """
+
+    dsn: str
+    query: str = Field(min_length=1)
+
+    @field_validator("dsn")
+    @classmethod
+    def _from_env(cls, value: str) -> str:
+        # Never quote the value: it may be the secret itself.
+        if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value.strip()):
+            raise ValueError("dsn must name an environment variable, like ${LEDGER_DSN}")
+        return value.strip()
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable holding the DSN."""
+        return self.dsn.strip()[2:-1]
+
+
+class LedgerSource(_Strict):
+    """Where a list of order ids comes from: an HTTP export and/or a SQL query (their union)."""
+
+    http: HttpLedger | None = None
+    sql: SqlLedger | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> LedgerSource:
+        if self.http is None and self.sql is None:
+            raise _problem("expected http or sql (or both)")
+        return self
+
+
+class TeamLedger(LedgerSource):
+    """`audit.ledger`: this run's order ids in the team's records, and optionally its credits."""
+
+    # One order id per coupon credit row: double credits are counted where it is given.
+    credits: LedgerSource | None = None
+
+
+class AuditSettings(_Strict):
+    """`audit`: how the run is reconciled with a ledger chaoskit did not write."""
+
+    ledger: TeamLedger
+
+
 class AttachTarget(_TargetBase):
     """A stack someone else runs (staging); chaoskit never starts, stops or reconfigures it.
 
@@ -262,6 +383,8 @@ class AttachTarget(_TargetBase):
     # What one buyer's order is on this stack; None: the built-in agent-buyer on
     # gateway.orders_path (the stub stack's contract). An experiment may override it.
     journey: JourneyConfig | None = None
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    audit: AuditSettings | None = None
 
     @field_validator("services")
     @classmethod
@@ -291,18 +414,7 @@ class AttachTarget(_TargetBase):
     @field_validator("headers")
     @classmethod
     def _header_templates(cls, headers: dict[str, str]) -> dict[str, str]:
-        # Messages here never quote a value: it may be a secret.
-        for name, value in headers.items():
-            if not re.match(_HEADER_NAME, name):
-                raise _problem(f"{name!r} is not a valid HTTP header name", name)
-            if any(ch in value for ch in "\r\n"):
-                raise _problem("a header value must be one line", name)
-            for ref in _ENV_REF.findall(value):
-                if not _ENV_NAME.match(ref):
-                    raise _problem(
-                        "${...} must name an environment variable, like ${STAGING_TOKEN}", name
-                    )
-        return headers
+        return _check_header_templates(headers)
 
     @model_validator(mode="after")
     def _consistent(self) -> AttachTarget:
@@ -328,11 +440,27 @@ class AttachTarget(_TargetBase):
         return self
 
     def env_vars(self) -> list[str]:
-        """The environment variables the header values name, in file order."""
+        """The environment variables the header values (and the ledger) name, in file order."""
         names: list[str] = []
-        for value in self.headers.values():
+        values = list(self.headers.values())
+        for source in self._ledger_sources():
+            if source.http is not None:
+                values.extend(source.http.headers.values())
+            if source.sql is not None:
+                values.append(source.sql.dsn)
+        for value in values:
             names.extend(n for n in env_refs(value) if n not in names)
         return names
+
+    def _ledger_sources(self) -> list[LedgerSource]:
+        if self.audit is None:
+            return []
+        ledger = self.audit.ledger
+        return [ledger] if ledger.credits is None else [ledger, ledger.credits]
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The metric names this target's PromQL queries add."""
+        return self.metrics.names()
 
     def hosts(self) -> dict[str, str]:
         """Every URL chaoskit would talk to, by what it is (gateway, toxiproxy[0], store ...)."""
@@ -427,28 +555,14 @@ def load_target(name_or_path: str | os.PathLike[str]) -> Target:
                 f"unknown target {text!r}: expected {' or '.join(BUILTIN_TARGETS)} "
                 "or a path to a target YAML file"
             )
-    try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TargetFileError("no such target file", path=path) from None
-    except OSError as exc:
-        raise TargetFileError(f"cannot read target file: {exc.strerror}", path=path) from exc
+    source = read_input(path, error=TargetFileError, what="target")
     return parse_target(source, path=path)
 
 
 def parse_target(source: str, *, path: Path | str | None = None) -> Target:
     """Validate target YAML text; errors point at the offending key."""
-    yaml = YAML(typ="rt")
-    try:
-        data = yaml.load(source)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = None if mark is None else mark.line + 1
-        col = None if mark is None else mark.column + 1
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise TargetFileError(f"invalid YAML: {problem}", path=path, line=line, col=col) from exc
-    except YAMLError as exc:
-        raise TargetFileError(f"invalid YAML: {exc}", path=path) from exc
+    where = None if path is None else Path(path)
+    data = load_yaml(source, path=where, error=TargetFileError)
     if not isinstance(data, Mapping):
         raise TargetFileError(
             "expected a mapping with version, kind and name at the top level",
@@ -457,25 +571,44 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
             col=1,
         )
     try:
-        target = _TARGET_ADAPTER.validate_python(_plain(data))
+        target = _TARGET_ADAPTER.validate_python(plain(data))
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        # The discriminated union puts the kind's tag in loc; it is not a key in the file.
-        if len(loc) > 0 and loc[0] in ("local", "docker", "attach"):
-            loc = loc[1:]
+        full: Loc = tuple(error["loc"])
         extra = (error.get("ctx") or {}).get("loc")
-        if error["type"] in ("target", "journey") and extra:
+        if error["type"] in ("target", "experiment", "journey") and extra:
             # A problem raised below its validator's own field (a dict key, a list item).
-            loc = (*loc, *extra)
+            full = (*full, *extra)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            loc = ("kind",)
-        line, col = _position(data, loc)
-        raise TargetFileError(_describe(error, loc), path=path, line=line, col=col) from exc
+            full = ("kind",)
+        # The discriminated union puts the kind's tag in loc; it is not a key in the file.
+        loc = full[1:] if full and full[0] in ("local", "docker", "attach") else full
+        place = Place(data, full, model=Target, at_key=True, dotted=True)
+        message = _describe(error, loc)
+        if error["type"] == "extra_forbidden":
+            parent = Place(data, full[:-1], model=Target)
+            message += did_you_mean(str(loc[-1]), parent.allowed_keys())
+        raise TargetFileError(message, path=path, line=place.line, col=place.col) from exc
+    _check_settings(target, data, where)
     if path is not None:
         target._source = Path(path)
         _check_journey_file(target, data, Path(path))
     return target
+
+
+def _check_settings(target: Target, data: Any, path: Path | None) -> None:
+    """Refuse stack settings the stub services would refuse, before any service starts."""
+    if isinstance(target, AttachTarget):
+        return
+    for service, values in target.settings.by_service().items():
+        try:
+            check_service_settings(service, values)
+        except SettingsProblem as exc:
+            loc: Loc = ("settings", service, *exc.loc)
+            place = Place(data, loc, model=None, at_key=exc.unknown_key)
+            raise TargetFileError(
+                f"settings.{service}.{exc.message}", path=path, line=place.line, col=place.col
+            ) from None
 
 
 def _check_journey_file(target: Target, data: Any, path: Path) -> None:
@@ -486,44 +619,13 @@ def _check_journey_file(target: Target, data: Any, path: Path) -> None:
     hook_file = Path(journey.python_ref[0])
     hook_file = hook_file if hook_file.is_absolute() else path.parent / hook_file
     if not hook_file.is_file():
-        line, col = _position(data, ("journey", "python"))
+        place = Place(data, ("journey", "python"), model=None)
         raise TargetFileError(
-            f"journey.python: no such file {str(hook_file)!r}", path=path, line=line, col=col
+            f"journey.python: no such file {str(hook_file)!r}",
+            path=path,
+            line=place.line,
+            col=place.col,
         )
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip containers as plain dicts and lists, for pydantic."""
-    if isinstance(node, Mapping):
-        return {key: _plain(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain(item) for item in node]
-    return node
-
-
-def _position(data: Any, loc: Sequence[int | str]) -> tuple[int | None, int | None]:
-    """1-based line and column of the deepest key in ``loc`` present in the YAML tree."""
-    line: int | None = None
-    col: int | None = None
-    node = data
-    for part in loc:
-        lc = getattr(node, "lc", None)
-        if isinstance(node, Mapping) and part in node:
-            if lc is not None:
-                line, col = lc.key(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            if lc is not None:
-                line, col = lc.item(part)
-            node = node[part]
-        else:
-            # A missing key: point at the mapping that should hold it.
-            if line is None and lc is not None:
-                line, col = lc.line, lc.col
-            break
-    if line is None:
-        return 1, 1
-    return line + 1, (col or 0) + 1
 
 
 def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:
@@ -544,7 +646,7 @@ def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
         return f"{where}: {message}"
-    if kind in ("target", "journey"):
+    if kind in ("target", "experiment", "journey"):
         return f"{where}: {message}"
     if loc and loc[0] == "headers":
         # A header value may be a secret: never echo what was given.

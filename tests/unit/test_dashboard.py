@@ -11,6 +11,7 @@ from rich.console import Console
 
 from chaoskit.dashboard import Dashboard, ProgressLine, sparkline
 from chaoskit.events import (
+    AuditDone,
     CheckJudged,
     FaultApplied,
     FaultRemoved,
@@ -246,3 +247,108 @@ def test_progress_line_prints_every_few_seconds_and_notable_events() -> None:
     )
     assert lines[0] == "t=1s fault slow-coupon applied (latency)"
     assert "\x1b" not in out
+
+
+# ---------------------------------------------------------------- 80x24, and true things
+
+
+def _judged(metric: str, *, phase: str = "all", ok: bool | None = True) -> CheckJudged:
+    return CheckJudged(
+        t=89.0, kind="hypothesis", phase=phase, metric=metric, min=None, max=0, value=0, ok=ok
+    )
+
+
+def test_a_full_dashboard_fits_80_by_24_with_every_check_and_the_bottom_border() -> None:
+    console = Console(file=io.StringIO(), width=80, height=24)
+    board = fed_dashboard(console)
+    for metric in ("lost_orders", "phantom_orders"):
+        board.handle(_judged(metric))
+    board.handle(
+        FaultApplied(
+            t=89.5,
+            name="rider-shortage-peak",
+            kind="riders",
+            target="rider",
+            lag_ms=3,
+            ends_at=None,
+        )
+    )
+    lines = render(board, console).splitlines()
+    # A live view one line shorter than the terminal: the cursor line must not scroll it.
+    assert len(lines) <= 23, len(lines)
+    assert max(len(line) for line in lines) <= 80
+    assert lines[-1].startswith("╰") and lines[-1].endswith("╯")  # the bottom border
+    out = "\n".join(lines)
+    for metric in ("fulfilment_rate>=0.95", "error_rate<=0.5", "lost_orders<=0", "phantom_orders"):
+        assert metric in out, metric  # 4 check rows, none cut
+    assert "● rider-shortage-peak to load end" in out  # the whole name, before its kind
+
+
+def test_final_frames_do_not_show_more_time_than_planned() -> None:
+    console = Console(file=io.StringIO(), width=80, height=24)
+    board = fed_dashboard(console)
+    board.handle(PhaseChanged(t=300.5, phase="drain"))
+    board.handle(RunEnded(t=302.0, status="completed", verdict="held", exit_code=0))
+    header = render(board, console).splitlines()[:2]
+    assert "05:02 / 05:00" not in header[0]
+    assert "05:00 / 05:00 +2s" in header[0]
+    assert "phase drain" in header[1] and "load surge" not in header[1]
+
+
+def test_a_window_without_requests_yet_shows_no_retry_factor() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    board = Dashboard(console=console, plan=PLAN, name="x")
+    board.handle(Sample(t=1.0, metrics=metrics(retry_amplification=0.0)))
+    out = render(board, console)
+    assert "x0.00" not in out and "retry x-" in out
+
+
+def test_a_breached_guardrail_shows_its_real_limit() -> None:
+    console = Console(file=io.StringIO(), width=80)
+    board = fed_dashboard(console)
+    board.handle(GuardrailTripped(t=95.0, metric="error_rate", value=1.0, min=None, max=0.99))
+    assert "guardrail breached: error_rate=1 (limit <=0.99)" in render(board, console)
+
+
+def test_progress_line_says_the_real_limit_and_no_none() -> None:
+    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    progress = ProgressLine(console=console, every_s=5)
+    progress.handle(GuardrailTripped(t=9.0, metric="error_rate", value=1.0, min=None, max=0.99))
+    progress.handle(PhaseChanged(t=10.0, phase="drain"))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "t=9s GUARDRAIL error_rate=1 (limit 0.99)" in out
+    assert "None" not in out
+    assert "t=10s phase drain\n" in out
+
+
+def test_first_try_failures_live_and_free_orders_after_the_audit() -> None:
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    board = fed_dashboard(console)
+    board.handle(Sample(t=90.0, metrics=metrics(first_try_failure_rate=0.5)))
+    assert "first try failed 50.0%" in render(board, console)
+    audit = {
+        "status": "failed",
+        "invariants": {"lost_entitlements": {"count": 37, "order_ids": ["a"]}},
+        "free_orders": {"overall": {"entitled": 200, "honoured": 163, "in_slo": None}},
+    }
+    board.handle(AuditDone(t=95.0, audit=audit))
+    console.file = io.StringIO()
+    out = render(board, console)
+    assert "free orders 81.5%" in out and "lost 37" in out
+
+
+def test_first_try_and_free_orders_fit_80_columns() -> None:
+    console = Console(file=io.StringIO(), width=80, height=24, color_system=None)
+    board = fed_dashboard(console)
+    board.handle(Sample(t=90.0, metrics=metrics(first_try_failure_rate=0.5)))
+    audit = {
+        "status": "failed",
+        "invariants": {"lost_entitlements": {"count": 37, "order_ids": ["a"]}},
+        "free_orders": {"overall": {"entitled": 200, "honoured": 163, "in_slo": None}},
+    }
+    board.handle(AuditDone(t=95.0, audit=audit))
+    lines = render(board, console).splitlines()
+    out = "\n".join(lines)
+    assert "first try failed 50.0%" in out and "free orders 81.5%" in out and "lost 37" in out
+    assert len(lines) <= 23 and max(len(line) for line in lines) <= 80
+    assert "…" not in out.replace("… error_rate", "")  # nothing cut but a pending check's mark

@@ -114,6 +114,7 @@ def test_shipped_experiments_are_all_there() -> None:
         "festival-surge",
         "rider-shortage",
         "coupon-coupled",
+        "coupon-compensated",
         "coupon-decoupled",
         "retry-storm",
         "demo-short",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import textwrap
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -152,8 +153,12 @@ def test_a_domain_fault_without_its_admin_endpoint_is_refused() -> None:
     assert "services.rider" in message
 
 
-def test_container_faults_are_always_refused() -> None:
+def test_container_faults_are_always_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The experiment names a target file, as with --target: only "local" rules containers out.
+    (tmp_path / "staging.yaml").write_text(textwrap.dedent(TARGET))
+    monkeypatch.chdir(tmp_path)  # the experiment's target file must exist to validate
     experiment = EXPERIMENT.replace(
         "kind: coupon_lag, lag: 1s,", "kind: container_pause, service: store,"
     ).replace("name: attach-unit\n", "name: attach-unit\ntarget: staging.yaml\n")
@@ -251,3 +256,15 @@ def test_static_refusals_come_before_asking_the_server() -> None:
             proxies_of=proxies_of,
         )
     assert asked == []
+
+
+def test_without_an_eligibility_ledger_the_entitlement_audit_is_skipped_with_a_note() -> None:
+    experiment = EXPERIMENT.replace(
+        "  - {metric: lost_orders, max: 0}\n",
+        "  - {metric: lost_orders, max: 0}\n  - {metric: lost_entitlements, max: 0}\n",
+    )
+    text = rendered(review(experiment=experiment))
+    assert (
+        "skipped: audit (lost entitlements, free orders honoured): no eligibility /ledger" in text
+    )
+    assert "skipped: checks on lost_entitlements: no data from this target" in text

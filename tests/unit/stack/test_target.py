@@ -61,7 +61,7 @@ def test_port_layout_follows_the_contract() -> None:
         (GOOD.replace("  rider:", "  riders:"), 8, 3, "settings.riders: unknown key"),
         (GOOD + "colour: blue\n", 9, 1, "colour: unknown key"),
         (GOOD.replace("version: 1", "version: 2"), 1, 1, "version: input should be 1"),
-        ("version: 1\nkind: local\nname: [\n", 4, 1, "invalid YAML"),
+        ("version: 1\nkind: local\nname: [\n", 4, 1, "YAML syntax error"),
         ("- 1\n- 2\n", 1, 1, "expected a mapping"),
     ],
 )
