@@ -271,3 +271,25 @@ def test_the_builtin_by_name_is_the_agent_buyer_on_the_targets_orders_path() -> 
     assert resolve_journey(None, orders_path="/v1/orders", intent_format="fields") == journey
     own = JourneyConfig.model_validate(SHOP_JOURNEY)
     assert resolve_journey(own) is own
+
+
+def test_failures_of_the_journeys_steps_are_metrics_a_run_can_judge(tmp_path: Path) -> None:
+    from chaoskit.errors import InputError
+    from chaoskit.observe.team import team_observation
+
+    target = parse_target(TARGET.replace("{{skew}}", "{{item}}"), path=tmp_path / "shop.yaml")
+    text = textwrap.dedent(
+        """\
+        version: 1
+        name: shop
+        load:
+          shape: {kind: constant, for: 5s, rate: 5}
+        hypothesis:
+          - {metric: failures.checkout, max: 3}
+        """
+    )
+    experiment = parse_experiment(text, path=tmp_path / "exp.yaml")
+    team_observation(experiment, target, allowed_hosts=("127.0.0.1",))  # the target's step
+    wrong = parse_experiment(text.replace("checkout", "chekout"), path=tmp_path / "exp.yaml")
+    with pytest.raises(InputError, match="the run's journey has no step 'chekout'"):
+        team_observation(wrong, target, allowed_hosts=("127.0.0.1",))
