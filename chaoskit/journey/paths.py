@@ -14,7 +14,14 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MISSING", "BodyPath", "PathSyntaxError", "compile_path"]
+__all__ = [
+    "MISSING",
+    "BodyPath",
+    "PathSyntaxError",
+    "compile_path",
+    "parse_json_path",
+    "select",
+]
 
 
 class _Missing:
@@ -109,3 +116,22 @@ def _walker(keys: tuple[str | int, ...]) -> Callable[[Any], Any]:
         return node
 
     return walk
+
+
+# Every match, not the first: a ledger export lists this run's order ids.
+def parse_json_path(path: str) -> Any:
+    """The compiled JSONPath (RFC 9535, python-jsonpath); ValueError says what is wrong."""
+    import jsonpath
+
+    text = path.strip()
+    if not text.startswith("$"):
+        raise ValueError(f"a JSONPath starts with $, got {path!r}")
+    try:
+        return jsonpath.compile(text)
+    except jsonpath.JSONPathError as exc:
+        raise ValueError(f"cannot read the JSONPath {path!r}: {exc}") from None
+
+
+def select(document: Any, compiled: Any) -> list[Any]:
+    """Every value the compiled path reaches in ``document``."""
+    return list(compiled.findall(document))
