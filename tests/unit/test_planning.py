@@ -50,11 +50,11 @@ def test_festival_plan_windows_and_check_periods() -> None:
         ("slow-inventory", 12.0, 32.0),
         ("coupon-ledger-lag", 22.0, 42.0),
         ("rider-shortage", 28.0, 43.0),
-        ("stores-pause", 36.0, 42.0),
+        ("stores-pause", 36.0, 41.0),
     ]
     assert plan.fault_windows[0].ramp == 5.0
     assert plan.fault_windows[0].target == "inventory"
-    assert plan.fault_windows[2].params == {"available": 60}
+    assert plan.fault_windows[2].params == {"available": 300}
     assert plan.check_phases == {
         "baseline": (0.0, 12.0),
         "during": (12.0, 43.0),

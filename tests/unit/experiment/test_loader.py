@@ -9,16 +9,10 @@ import pytest
 
 from chaoskit.errors import ExperimentError
 from chaoskit.exit_codes import exit_code_for_error
+from chaoskit.experiment.faults import CouponLagFault, LatencyFault, RidersFault, parse_fault
 from chaoskit.experiment.loader import load_experiment, parse_experiment
-from chaoskit.experiment.models import (
-    CouponLagFault,
-    Experiment,
-    LatencyFault,
-    RidersFault,
-    StagesShape,
-    parse_fault,
-    parse_shape,
-)
+from chaoskit.experiment.models import Experiment
+from chaoskit.experiment.shapes import StagesShape, parse_shape
 
 REPO = Path(__file__).resolve().parents[3]
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
