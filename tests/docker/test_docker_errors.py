@@ -83,12 +83,11 @@ def test_a_port_already_in_use_is_named(
 def test_a_container_that_exits_during_start_shows_its_last_lines(
     tmp_path: Path, docker_images: Any, docker_client: Any
 ) -> None:
-    target = _target(
-        tmp_path,
-        "dbadconf",
-        20000,
-        "start_timeout_s: 60\nsettings:\n  store:\n    capacity_per_s: lots\n",
-    )
+    valid = _target(tmp_path, "dbadconf", 20000, "start_timeout_s: 60\n")
+    # A target file with this value is refused before anything starts; a container that dies
+    # during start (a bad image, a crash) is what is tested, so it is made to here.
+    bad_settings = valid.settings.model_copy(update={"store": {"capacity_per_s": "lots"}})
+    target = valid.model_copy(update={"settings": bad_settings})
     stack = DockerStack(target, state_dir=tmp_path / "state")
     with pytest.raises(ServiceFailedToStart) as caught:
         stack.up()

@@ -183,6 +183,9 @@ name: docker-faults
 target: {target}
 seed: 3
 recovery: 3s
+# No free orders: the paused store fails orders, and in the stub's coupled design a failed
+# order loses its buyer's free order (the audit's lost_entitlements), not what this tests.
+stack: {{eligibility: {{referral_share: 0}}}}
 load:
   model: open
   behaviour: {{reclick: 0, think_time: 200ms, request_timeout: 5s}}
