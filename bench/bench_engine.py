@@ -35,8 +35,7 @@ from chaoskit.load.spec import LoadSpec
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_FILE = BENCH_DIR / "out" / "engine.json"
 LUA_SCRIPT = BENCH_DIR / "orders.lua"
-PORT = 23080
-URL = f"http://127.0.0.1:{PORT}"
+PORT = 23080  # --port moves it (parallel checkouts each use their own range)
 NGINX = "/usr/sbin/nginx"
 ANSWER = (
     '{"outcome":"ok","order_id":"bench","eligible":false,"coupon":"none",'
@@ -64,7 +63,7 @@ LOCUSTFILE = textwrap.dedent(
 )
 
 
-def _nginx_config(workdir: Path) -> Path:
+def _nginx_config(workdir: Path, port: int) -> Path:
     conf = workdir / "nginx.conf"
     conf.write_text(
         textwrap.dedent(
@@ -83,7 +82,7 @@ def _nginx_config(workdir: Path) -> Path:
                 scgi_temp_path {workdir}/scgi;
                 keepalive_requests 10000000;
                 server {{
-                    listen 127.0.0.1:{PORT};
+                    listen 127.0.0.1:{port};
                     location /orders {{
                         default_type application/json;
                         return 200 '{ANSWER}';
@@ -96,12 +95,14 @@ def _nginx_config(workdir: Path) -> Path:
     return conf
 
 
-def _start_nginx(workdir: Path) -> subprocess.Popen[bytes]:
+def start_nginx(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    """nginx answering POST /orders on 127.0.0.1:``port``, configured in ``workdir``."""
     for _ in range(12):  # the lead may still be installing nginx-light
         if Path(NGINX).exists():
             break
         time.sleep(5)
-    conf = _nginx_config(workdir)
+    conf = _nginx_config(workdir, port)
+    url = f"http://127.0.0.1:{port}"
     nginx = subprocess.Popen(
         [NGINX, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
         stdout=subprocess.DEVNULL,
@@ -112,12 +113,12 @@ def _start_nginx(workdir: Path) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
-            if httpx.post(f"{URL}/orders", content=b"{}").status_code == 200:
+            if httpx.post(f"{url}/orders", content=b"{}").status_code == 200:
                 return nginx
         except httpx.HTTPError:
             time.sleep(0.1)
     nginx.kill()
-    raise SystemExit(f"nginx did not answer on {URL}: {(workdir / 'error.log').read_text()}")
+    raise SystemExit(f"nginx did not answer on {url}: {(workdir / 'error.log').read_text()}")
 
 
 def _child_cpu_s() -> float:
@@ -135,9 +136,9 @@ def _measured(step: Any) -> dict[str, Any]:
     return result
 
 
-def _wrk(users: int, duration: int) -> dict[str, Any]:
+def _wrk(url: str, users: int, duration: int) -> dict[str, Any]:
     done = subprocess.run(
-        ["wrk", "-t1", f"-c{users}", f"-d{duration}s", "-s", str(LUA_SCRIPT), URL, "--", "0", "1"],
+        ["wrk", "-t1", f"-c{users}", f"-d{duration}s", "-s", str(LUA_SCRIPT), url, "--", "0", "1"],
         capture_output=True,
         text=True,
         check=True,
@@ -148,7 +149,7 @@ def _wrk(users: int, duration: int) -> dict[str, Any]:
     return {"rps": round(rps, 1), "requests": result["requests"]}
 
 
-def _locust(users: int, duration: int, processes: int, workdir: Path) -> dict[str, Any]:
+def _locust(url: str, users: int, duration: int, processes: int, workdir: Path) -> dict[str, Any]:
     locustfile = workdir / "bench_locustfile.py"
     locustfile.write_text(LOCUSTFILE)
     command = [
@@ -157,7 +158,7 @@ def _locust(users: int, duration: int, processes: int, workdir: Path) -> dict[st
         str(locustfile),
         "--headless",
         "--host",
-        URL,
+        url,
         "-u",
         str(users),
         "-r",
@@ -190,11 +191,11 @@ def _engine(spec: LoadSpec) -> list[dict[str, Any]]:
     return [r for r in records if r["type"] == "tick"]
 
 
-def _closed(users: int, duration: int, workers: int, workdir: Path) -> dict[str, Any]:
+def _closed(url: str, users: int, duration: int, workers: int, workdir: Path) -> dict[str, Any]:
     spec = LoadSpec(
         run_id=f"bench-closed-{workers}-{int(time.time())}",
         run_dir=str(workdir / f"closed-{workers}"),
-        gateway_url=URL,
+        gateway_url=url,
         t0=time.time() + (6.0 if workers else 1.5),
         duration_s=float(duration),
         model="closed",
@@ -210,11 +211,11 @@ def _closed(users: int, duration: int, workers: int, workdir: Path) -> dict[str,
     return {"rps": round(steady, 1), "requests": requests, "errors": errors}
 
 
-def _open(rate: float, duration: int, workdir: Path) -> dict[str, Any]:
+def _open(url: str, rate: float, duration: int, workdir: Path) -> dict[str, Any]:
     spec = LoadSpec(
         run_id=f"bench-open-{int(time.time())}",
         run_dir=str(workdir / "open"),
-        gateway_url=URL,
+        gateway_url=url,
         t0=time.time() + 1.5,
         duration_s=float(duration),
         model="open",
@@ -238,21 +239,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_engine")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--port", type=int, default=PORT, help="nginx's port on 127.0.0.1")
     args = parser.parse_args()
+    url = f"http://127.0.0.1:{args.port}"
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing (Debian package wrk)")
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="chaoskit-bench-engine-"))
-    nginx = _start_nginx(workdir)
+    nginx = start_nginx(workdir, args.port)
     results: dict[str, Any] = {}
     try:
         users, duration = args.users, args.duration
         steps = [
-            ("wrk", lambda: _wrk(users, duration)),
-            ("locust_p1", lambda: _locust(users, duration, 1, workdir)),
-            ("chaoskit_w0", lambda: _closed(users, duration, 0, workdir)),
-            ("locust_p2", lambda: _locust(users, duration, 2, workdir)),
-            ("chaoskit_w2", lambda: _closed(users, duration, 2, workdir)),
+            ("wrk", lambda: _wrk(url, users, duration)),
+            ("locust_p1", lambda: _locust(url, users, duration, 1, workdir)),
+            ("chaoskit_w0", lambda: _closed(url, users, duration, 0, workdir)),
+            ("locust_p2", lambda: _locust(url, users, duration, 2, workdir)),
+            ("chaoskit_w2", lambda: _closed(url, users, duration, 2, workdir)),
         ]
         for name, step in steps:
             console.print(f"[dim]measuring {name} ...[/dim]")
@@ -260,7 +263,7 @@ def main() -> int:
         # well below capacity: other work on a shared machine moves capacity a lot
         rate = min(1000.0, round(results["chaoskit_w0"]["rps"] * 0.3, -1))
         console.print(f"[dim]measuring open-model accuracy at {rate:.0f}/s ...[/dim]")
-        results["open_accuracy"] = _open(rate, duration, workdir)
+        results["open_accuracy"] = _open(url, rate, duration, workdir)
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)

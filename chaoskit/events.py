@@ -26,7 +26,8 @@ EventType = Literal[
     "sample",  # data: {"metrics": {name: value}}  one per second
     "check",  # data: {"kind": "hypothesis"|"guardrail", "phase", "metric", "value", "ok", ...}
     "guardrail_breached",  # data: {"metric", "value", "limit", "for_s"}
-    "worker_lost",  # data: {"worker": str}
+    "worker_lost",  # data: {"worker": str, "share": fraction of the load it ran, "workers_left"}
+    "load_reshared",  # data: {"from_t", "workers", "epoch", "lost": [ids], "joined": [ids]}
     "audit",  # data: the audit result
     "log",  # data: {"level": "info"|"warning"|"error", "message": str}
     "run_ended",  # data: {"status": "completed"|"aborted"|"interrupted"|"error", "verdict": ...}

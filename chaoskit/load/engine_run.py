@@ -11,7 +11,6 @@ from typing import Any
 
 import gevent
 import gevent.event
-from locust.env import Environment
 
 from chaoskit.load.engine import LoadGenerator
 from chaoskit.load.engine_shapes import Curve, load_curve
@@ -77,13 +76,11 @@ class Clock:
 def run_local(spec: LoadSpec, stop: StopSignal) -> int:
     """All load in this process; prints a tick at every whole second after t0, then done."""
     curve = build_curve(spec)
-    environment = Environment(user_classes=[])
-    environment.create_local_runner()  # its request listener keeps Locust's own stats
     clock = Clock(spec.t0)
     if stop.wait(-clock.now()):
         emit({"type": "done"})
         return 0
-    generator = LoadGenerator(spec=spec, curve=curve, environment=environment)
+    generator = LoadGenerator(spec=spec, curve=curve)
     generator.start()
     k = max(1, int(clock.now()) + 1)
     while k < spec.duration_s:

@@ -45,16 +45,31 @@ class Tally:
         # Whole-ms counts, put into the histograms at take(): hdrh's record_value is pure
         # Python and costs ~10 us, paid once per distinct value instead of per request.
         self.latency_ms: Counter[int] = Counter()
+        # Each attempt's latency from when it was due (an open-model arrival's scheduled
+        # time; a re-click's end of think time) rather than from when it was sent.
+        self.schedule_ms: Counter[int] = Counter()
         self.fulfilment_ms: Counter[int] = Counter()
 
     def add(self, field: str, n: int = 1) -> None:
         """Add ``n`` to one of ``COUNT_FIELDS``."""
         self.counts[field] += n
 
-    def request(self, latency_ms: float, *, ok: bool, step: str | None = None) -> None:
-        """One HTTP attempt finished; a failed one counts at its chain ``step``."""
+    def request(
+        self,
+        latency_ms: float,
+        *,
+        ok: bool,
+        step: str | None = None,
+        from_schedule_ms: float | None = None,
+    ) -> None:
+        """One HTTP attempt finished; a failed one counts at its chain ``step``.
+
+        ``from_schedule_ms`` is its latency counted from when it was due (None: from send).
+        """
         self.counts["requests"] += 1
         self.latency_ms[_clamp_ms(latency_ms)] += 1
+        due_ms = latency_ms if from_schedule_ms is None else from_schedule_ms
+        self.schedule_ms[_clamp_ms(due_ms)] += 1
         if not ok:
             self.counts["request_errors"] += 1
             self.failed_steps[step or "gateway"] += 1
@@ -84,11 +99,13 @@ class Tally:
         delta["failed_steps"] = dict(self.failed_steps)
         delta["by_start"] = dict(self.by_start)
         delta["latency_hdr"] = _encode(self.latency_ms)
+        delta["schedule_latency_hdr"] = _encode(self.schedule_ms)
         delta["fulfilment_hdr"] = _encode(self.fulfilment_ms)
         self.counts = dict.fromkeys(COUNT_FIELDS, 0)
         self.failed_steps = Counter()
         self.by_start = Counter()
         self.latency_ms = Counter()
+        self.schedule_ms = Counter()
         self.fulfilment_ms = Counter()
         return delta
 
@@ -110,7 +127,7 @@ def merge_deltas(deltas: list[dict[str, Any]]) -> dict[str, Any]:
     counts = dict.fromkeys(COUNT_FIELDS, 0)
     steps: Counter[str] = Counter()
     by_start: Counter[str] = Counter()
-    latency, fulfilment = new_histogram(), new_histogram()
+    latency, schedule, fulfilment = new_histogram(), new_histogram(), new_histogram()
     for delta in deltas:
         for field in COUNT_FIELDS:
             counts[field] += int(delta.get(field, 0))
@@ -118,11 +135,14 @@ def merge_deltas(deltas: list[dict[str, Any]]) -> dict[str, Any]:
         by_start.update(delta.get("by_start", {}))
         if delta.get("latency_hdr"):
             latency.decode_and_add(delta["latency_hdr"])
+        if delta.get("schedule_latency_hdr"):
+            schedule.decode_and_add(delta["schedule_latency_hdr"])
         if delta.get("fulfilment_hdr"):
             fulfilment.decode_and_add(delta["fulfilment_hdr"])
     merged: dict[str, Any] = dict(counts)
     merged["failed_steps"] = dict(steps)
     merged["by_start"] = dict(by_start)
     merged["latency_hdr"] = latency.encode().decode()
+    merged["schedule_latency_hdr"] = schedule.encode().decode()
     merged["fulfilment_hdr"] = fulfilment.encode().decode()
     return merged

@@ -211,6 +211,8 @@ class Runner:
                 sampler.start()
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
+            if self.settings.workers or self.settings.expect_workers:
+                self._await_workers(load)
             timeline.start()
             status = self._watch(load, timeline, started_at)
         except ChaoskitError as exc:
@@ -277,6 +279,23 @@ class Runner:
         self._watchdog.start()
         return self._watchdog
 
+    def _await_workers(self, load: LoadProcess) -> None:
+        """The load handshake: run time starts at the t0 the master fixed once workers joined."""
+        while not self._stop.is_set():
+            record = load.poll_tick(timeout=0.2)
+            if record is None:
+                if load.finished_output:
+                    raise EnvironmentProblem(f"load engine ended: {load.stderr_tail()}")
+                continue
+            kind = record.get("type")
+            if kind == "ready":
+                self._t0 = float(record["t0"])
+                return
+            if kind == "error":
+                raise EnvironmentProblem(f"load engine: {record.get('message')}")
+            if kind == "log":
+                self._emit("log", {"level": record.get("level"), "message": record.get("message")})
+
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
         guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
@@ -299,8 +318,11 @@ class Runner:
                 kind = tick.get("type")
                 if kind == "tick":
                     self.aggregator.add_tick(tick)
-                elif kind == "worker_lost":
-                    self._emit("worker_lost", {"worker": tick.get("worker")})
+                elif kind in ("worker_lost", "reshare"):
+                    # when, whose and how much load moved: the journal and report show it
+                    data = {k: v for k, v in tick.items() if k not in ("type", "t")}
+                    event = "worker_lost" if kind == "worker_lost" else "load_reshared"
+                    self._emit(event, data, t=float(tick.get("t", self.clock())))
                     if self.settings.stop_on_worker_loss:
                         self._errors.append(f"load worker {tick.get('worker')} was lost")
                         return "error"

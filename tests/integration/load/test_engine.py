@@ -216,7 +216,7 @@ def test_two_workers_merge_their_ticks(
     ticks = _ticks(records)
     started = _total(ticks, "intents_started")
     assert abs(started - 240) <= 12, [t["intents_started"] for t in ticks]
-    assert [r for r in records if r["type"] not in ("tick", "done")] == []
+    assert [r for r in records if r["type"] not in ("tick", "done", "ready")] == []
     files = list((Path(spec.run_dir) / "outcomes").glob("*.jsonl"))
     assert len(files) == 2 and all(f.stat().st_size > 0 for f in files)
     assert _total(ticks, "requests") == len(behaviour.received()) == len(_outcomes(spec))
