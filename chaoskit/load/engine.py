@@ -39,6 +39,7 @@ __all__ = ["LoadGenerator", "OutcomeLog", "Share"]
 
 _STEP_S = 0.01  # integration step of the arrival clock; rate changes are seen this fast
 _CONTROL_S = 0.1  # how often the closed model re-reads the user target
+_LOOKAHEAD_S = 0.2  # how far the arrival walk may run ahead of the clock (< a reshare's lead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +158,12 @@ class LoadGenerator:
         return found
 
     def reshare(self, share: Share) -> None:
-        """Take ``share`` from its ``from_t`` on (a later hand-out replaces any not yet due)."""
+        """Take ``share`` from its ``from_t`` on (a later hand-out replaces any not yet due).
+
+        The master's share given again after a pause takes effect from now.
+        """
+        if share.from_t < self.now() and share.epoch >= self.share_at(self.now()).epoch:
+            share = Share(max(share.from_t, self.now()), share.index, share.count, share.epoch)
         self._shares = [s for s in self._shares if s.from_t < share.from_t] + [share]
         if len(self._shares) > 8:  # keep the list short; only the last one before now matters
             now = self.now()
@@ -223,8 +229,16 @@ class LoadGenerator:
         area = 0.0
         next_at = rng.expovariate(1.0) if poisson else 0.0
         m = 0
+        ahead_until = 0.0
         for k in range(steps):
             t_k = k * _STEP_S
+            if t_k > ahead_until:
+                # Never walk far ahead of the clock: a share handed out now takes effect
+                # _RESHARE_LEAD_S ahead, and must find this walk not yet there.
+                wait = t_k - _LOOKAHEAD_S - self.now()
+                if wait > 0:
+                    gevent.sleep(wait)
+                ahead_until = t_k + _LOOKAHEAD_S / 2
             rate = curve.value_at(t_k)
             if rate <= 0.0:
                 continue

@@ -42,8 +42,10 @@ from chaoskit.load.tally import merge_deltas
 
 __all__ = ["run_master", "run_worker"]
 
-_SPEC_MSG, _SHARE_MSG, _DELTA_MSG, _STOP_MSG, _FINAL_MSG, _BACK_MSG = (
+_SPEC_MSG, _READY_MSG, _GO_MSG, _SHARE_MSG, _DELTA_MSG, _STOP_MSG, _FINAL_MSG, _BACK_MSG = (
     "chaoskit_spec",
+    "chaoskit_ready",
+    "chaoskit_go",
     "chaoskit_share",
     "chaoskit_delta",
     "chaoskit_stop",
@@ -53,7 +55,7 @@ _SPEC_MSG, _SHARE_MSG, _DELTA_MSG, _STOP_MSG, _FINAL_MSG, _BACK_MSG = (
 _TICK_GRACE_S = 0.25  # the master prints second k at k + this, once workers' deltas are in
 _FINAL_WAIT_S = 1.0
 _LOCAL_CONNECT_TIMEOUT_S = 30.0
-_READY_LEAD_S = 1.0  # t0 is this far after the last worker joined (or the spec's, if later)
+_READY_LEAD_S = 0.5  # t0 is this far after the last worker is ready (or the spec's, if later)
 _RESHARE_LEAD_S = 1.0  # a new share starts this far ahead, so every worker has it in time
 _CHECK_S = 0.2  # how often the master looks for lost and joining workers
 _CUTOFF_S = 3.0  # a worker with no heartbeat from its master this long stops its load
@@ -147,24 +149,38 @@ class _Fleet:
         self.lost: set[str] = set()
         self.has_spec: set[str] = set()
         self.back: set[str] = set()  # workers that say they were cut off and are back
+        self.ready: set[str] = set()  # workers that built their generator and await t0
+        self.shares: dict[str, Share] = {}  # the last share each active worker was given
         self.epoch = 0
+        self._started = False
         self._dead_pids: set[int] = set()
         master.register_message(_BACK_MSG, self._on_back)
+        master.register_message(_READY_MSG, self._on_ready)
 
     def _on_back(self, environment: Environment, msg: Any, **_: Any) -> None:
         self.back.add(msg.node_id)
 
-    def start(self, workers: list[str]) -> None:
-        """The first hand-out: shares from t = 0."""
+    def _on_ready(self, environment: Environment, msg: Any, **_: Any) -> None:
+        self.ready.add(msg.node_id)
+
+    def offer(self, workers: list[str]) -> None:
+        """The first hand-out: spec and shares from t = 0; t0 follows in ``go``."""
         self.active = list(workers)
         for index, client_id in enumerate(self.active):
-            self._send_spec(client_id, Share(0.0, index, len(self.active), 0))
+            self.shares[client_id] = Share(0.0, index, len(self.active), 0)
+            self._send_spec(client_id, self.shares[client_id])
+
+    def go(self, t0: float) -> None:
+        """Start the shape clock at ``t0`` for every worker."""
+        self.spec = self.spec.model_copy(update={"t0": t0})
+        self._started = True
+        for client_id in self.active:
+            self.master.send_message(_GO_MSG, {"t0": t0}, client_id)
 
     def _send_spec(self, client_id: str, share: Share) -> None:
         payload = self.spec.model_dump(mode="json")
-        self.master.send_message(
-            _SPEC_MSG, {"spec": payload, "share": _share_json(share)}, client_id
-        )
+        data = {"spec": payload, "share": _share_json(share), "go": self._started}
+        self.master.send_message(_SPEC_MSG, data, client_id)
         self.has_spec.add(client_id)
 
     def _gone(self, client_id: str) -> bool:
@@ -179,10 +195,15 @@ class _Fleet:
         now = self.clock.now()
         lost = [c for c in self.active if self._gone(c)]
         back, self.back = self.back, set()
+        for client_id in back & set(self.active):
+            # It paused itself while cut off, but we never saw it go: its share stands.
+            if not self._gone(client_id) and client_id in self.shares:
+                again = _share_json(self.shares[client_id])
+                self.master.send_message(_SHARE_MSG, again, client_id)
         joined = [
             client_id
             for client_id in sorted(self.master.clients.keys())
-            if (client_id not in self.active or client_id in back)
+            if client_id not in self.active
             and client_id not in self.merger.finals
             and not self._gone(client_id)
         ]
@@ -209,7 +230,7 @@ class _Fleet:
         from_t = math.ceil((now + _RESHARE_LEAD_S) / _SHARE_GRID_S) * _SHARE_GRID_S
         count = len(self.active)
         for index, client_id in enumerate(self.active):
-            share = Share(from_t, index, count, self.epoch)
+            share = self.shares[client_id] = Share(from_t, index, count, self.epoch)
             if client_id in self.has_spec:
                 self.master.send_message(_SHARE_MSG, _share_json(share), client_id)
             else:
@@ -273,14 +294,23 @@ def _drive(
             raise EnvironmentProblem(
                 f"load workers: {master.worker_count} of {spec.workers} joined the master"
             )
-    # The handshake: the shape clock starts once the workers are here, never before.
+    # The handshake: the shape clock starts once the workers are here and have built their
+    # generators (imports, the curve), never before: a slow start costs no load.
+    clock = Clock(spec.t0)
+    fleet = _Fleet(spec=spec, master=master, merger=merger, children=children, clock=clock)
+    fleet.offer(sorted(master.clients.keys())[: spec.workers])
+    while not all(client_id in fleet.ready for client_id in fleet.active):
+        if stop.wait(0.02):
+            emit({"type": "done"})
+            return 0
+        if time.monotonic() > deadline + _LOCAL_CONNECT_TIMEOUT_S:
+            raise EnvironmentProblem("load workers joined but never became ready")
     t0 = max(spec.t0, time.time() + _READY_LEAD_S)
     spec = spec.model_copy(update={"t0": t0})
-    clock = Clock(t0)
+    fleet.clock = clock = Clock(t0)
+    fleet.go(t0)
     curve = build_curve(spec)
     emit({"type": "ready", "t0": t0, "workers": spec.workers})
-    fleet = _Fleet(spec=spec, master=master, merger=merger, children=children, clock=clock)
-    fleet.start(sorted(master.clients.keys())[: spec.workers])
 
     def wait_until(t: float) -> bool:
         """Sleep until shape time ``t``, minding the fleet; True when the run must stop."""
@@ -326,9 +356,14 @@ def run_worker(master_host: str, master_port: int, stop: StopSignal) -> int:
     state: dict[str, Any] = {}
     finished = gevent.event.Event()
 
+    go = gevent.event.AsyncResult()
+
     def run(data: dict[str, Any]) -> None:
         spec = LoadSpec.model_validate(data["spec"])
         curve = build_curve(spec)
+        if not data.get("go"):
+            worker.send_message(_READY_MSG, None)
+            spec = spec.model_copy(update={"t0": float(go.get())})
         clock = Clock(spec.t0)
         generator = LoadGenerator(spec=spec, curve=curve, share=_share_from(data["share"]))
         for share in state.pop("early_shares", []):
@@ -373,6 +408,9 @@ def run_worker(master_host: str, master_port: int, stop: StopSignal) -> int:
         if "runner" not in state:
             state["runner"] = gevent.spawn(run, msg.data)
 
+    def on_go(environment: Environment, msg: Any, **_: Any) -> None:
+        go.set(float(msg.data["t0"]))
+
     def on_share(environment: Environment, msg: Any, **_: Any) -> None:
         generator: LoadGenerator | None = state.get("generator")
         if generator is None:  # the spec's greenlet has not built it yet
@@ -384,6 +422,7 @@ def run_worker(master_host: str, master_port: int, stop: StopSignal) -> int:
         gevent.spawn(finish)
 
     worker.register_message(_SPEC_MSG, on_spec)
+    worker.register_message(_GO_MSG, on_go)
     worker.register_message(_SHARE_MSG, on_share)
     worker.register_message(_STOP_MSG, on_stop)
     quit_watch = gevent.spawn(worker.greenlet.join)

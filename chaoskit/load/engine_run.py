@@ -16,6 +16,8 @@ from chaoskit.load.engine import LoadGenerator
 from chaoskit.load.engine_shapes import Curve, load_curve
 from chaoskit.load.spec import LoadSpec
 
+_READY_LEAD_S = 0.1  # t0 is at least this far after the engine is ready to run
+
 __all__ = ["Clock", "StopSignal", "build_curve", "emit", "run_local", "tick_line"]
 
 
@@ -76,6 +78,11 @@ class Clock:
 def run_local(spec: LoadSpec, stop: StopSignal) -> int:
     """All load in this process; prints a tick at every whole second after t0, then done."""
     curve = build_curve(spec)
+    # The handshake: a process that got here late (a slow start on a busy machine) moves
+    # t0 rather than skipping the shape's first seconds, and says where t0 is.
+    t0 = max(spec.t0, time.time() + _READY_LEAD_S)
+    spec = spec.model_copy(update={"t0": t0})
+    emit({"type": "ready", "t0": t0, "workers": 0})
     clock = Clock(spec.t0)
     if stop.wait(-clock.now()):
         emit({"type": "done"})

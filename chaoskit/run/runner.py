@@ -211,8 +211,7 @@ class Runner:
                 sampler.start()
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
-            if self.settings.workers or self.settings.expect_workers:
-                self._await_workers(load)
+            self._await_ready(load)
             timeline.start()
             status = self._watch(load, timeline, started_at)
         except ChaoskitError as exc:
@@ -279,8 +278,9 @@ class Runner:
         self._watchdog.start()
         return self._watchdog
 
-    def _await_workers(self, load: LoadProcess) -> None:
-        """The load handshake: run time starts at the t0 the master fixed once workers joined."""
+    def _await_ready(self, load: LoadProcess) -> None:
+        """The load handshake: run time starts at the t0 the engine fixed once it (and its
+        workers) could run, so a slow start never eats the shape's first seconds."""
         while not self._stop.is_set():
             record = load.poll_tick(timeout=0.2)
             if record is None:
