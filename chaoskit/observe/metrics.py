@@ -152,6 +152,18 @@ _BASE: tuple[MetricInfo, ...] = (
         "lower",
         "client",
     ),
+    *(
+        _m(
+            f"schedule_latency_{p}_ms",
+            f"{label} HTTP request latency counted from when the request was due (an"
+            " open-model arrival's scheduled time, a re-click's end of think time), so a"
+            " load generator that falls behind cannot hide it (coordinated omission)",
+            "ms",
+            "lower",
+            "client",
+        )
+        for p, label in (("p50", "median"), ("p95", "95th percentile"), ("p99", "99th percentile"))
+    ),
     _m(
         "target_load",
         "scheduled arrivals/s (open model) or users (closed model)",

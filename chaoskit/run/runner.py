@@ -262,6 +262,7 @@ class Runner:
 
     _restore_failed = False
     _phase_started = 0.0
+    _worker_changes: list[dict[str, Any]] = []  # replaced per run in _watch
     _watchdog: Any = None
 
     def _start_watchdog(self, registry: RunRegistry) -> Any:
@@ -298,6 +299,7 @@ class Runner:
 
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
+        self._worker_changes = []
         guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
         live_checks = [
             t
@@ -321,8 +323,21 @@ class Runner:
                 elif kind in ("worker_lost", "reshare"):
                     # when, whose and how much load moved: the journal and report show it
                     data = {k: v for k, v in tick.items() if k not in ("type", "t")}
+                    at = float(tick.get("t", self.clock()))
                     event = "worker_lost" if kind == "worker_lost" else "load_reshared"
-                    self._emit(event, data, t=float(tick.get("t", self.clock())))
+                    self._emit(event, data, t=at)
+                    self._worker_changes.append(
+                        {
+                            "t": at,
+                            "change": "lost" if kind == "worker_lost" else "reshared",
+                            "worker": data.get("worker"),
+                            "share": data.get("share"),
+                            "from_t": data.get("from_t"),
+                            "workers": data.get("workers_left", data.get("workers", 0)),
+                            "lost": data.get("lost", []),
+                            "joined": data.get("joined", []),
+                        }
+                    )
                     if self.settings.stop_on_worker_loss:
                         self._errors.append(f"load worker {tick.get('worker')} was lost")
                         return "error"
@@ -692,6 +707,7 @@ class Runner:
                 "t": self._abort.t,
             },
             "plan": self.plan.to_json(),
+            "load_workers": list(self._worker_changes),
             "errors": list(self._errors),
         }
         if status == "interrupted":
