@@ -17,8 +17,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_chain", "bench_engine", "bench_actuation", "bench_report", "bench_docker",
-           "bench_dashboard")
+BENCHES = (
+    "bench_chain",
+    "bench_engine",
+    "bench_actuation",
+    "bench_report",
+    "bench_docker",
+    "bench_dashboard",
+)
 
 
 def main() -> int:

@@ -70,11 +70,15 @@ class OutcomeLog:
     def attempt(self, intent_id: str, order_id: str, attempt: Attempt, t: float) -> None:
         """Remember one attempt; written at the next ``flush``."""
         # Formatted by hand: one line per request, json.dumps of a dict costs more.
-        step = "null" if attempt.step is None else json_string(attempt.step)
-        status = "null" if attempt.status is None else str(attempt.status)
+        if attempt.told == "ok":  # the common case, in one piece
+            tail = '"told":"ok","step":null,"status":200'
+        else:
+            step = "null" if attempt.step is None else json_string(attempt.step)
+            status = "null" if attempt.status is None else str(attempt.status)
+            tail = f'"told":"{attempt.told}","step":{step},"status":{status}'
         self._lines.append(
             f'{{"intent":{json_string(intent_id)},"order_id":{json_string(order_id)},'
-            f'"told":"{attempt.told}","step":{step},"status":{status},"t":{t:.3f}}}\n'
+            f'{tail},"t":{t:.3f}}}\n'
         )
 
     def flush(self) -> None:
@@ -107,6 +111,7 @@ class LoadGenerator:
         self.outcomes = OutcomeLog(Path(spec.run_dir))
         # Shares in force, oldest first: the one for time t is the last with from_t <= t.
         self._shares: list[Share] = [share if share is not None else Share(0.0, 0, 1)]
+        self._share_now = self._shares[0]  # closed model: the share as of the last control step
         # perf_counter value at t0: the shared epoch clock read once, then a monotonic one.
         self._perf_t0 = time.perf_counter() - (time.time() - spec.t0)
         self._stopping = False
@@ -275,7 +280,7 @@ class LoadGenerator:
         while True:
             now = self.now()
             target = self.curve.value_at(now)
-            share = self.share_at(now)
+            share = self._share_now = self.share_at(now)
             if target > self._target:
                 self._target = target
                 wake, self._wake = self._wake, gevent.event.Event()
@@ -301,7 +306,7 @@ class LoadGenerator:
         prefix = f"c{user}." if epoch == 0 else f"c{user}.e{epoch}."
         n = 0
         while not self._stopping:
-            if not self.share_at(self.now()).owns(user):
+            if not self._share_now.owns(user):
                 return  # handed to another process: it runs this user from now on
             if user < self._target:
                 intent = make_intent(spec.seed, f"{prefix}{n}", run_id=spec.run_id, user=user_id)

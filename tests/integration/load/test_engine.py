@@ -261,6 +261,32 @@ def test_lost_worker_is_reported(tmp_path: Path, gateway: tuple[str, Any]) -> No
     assert full and all(abs(t["intents_started"] - 20) <= 2 for t in full), _ticks(rest)
 
 
+def test_stop_on_worker_loss_still_ends_the_run(tmp_path: Path, gateway: tuple[str, Any]) -> None:
+    url, _ = gateway
+    spec = _spec(
+        tmp_path,
+        url,
+        workers=2,
+        duration_s=30.0,
+        shape={"kind": "constant", "for": 30, "rate": 20},
+        stop_on_worker_loss=True,
+    )
+    engine = LoadProcess.start(spec)
+    assert engine.poll_tick(timeout=20) is not None, engine.stderr_tail()
+    workers = subprocess.run(
+        ["pgrep", "-P", str(engine.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[0]), signal.SIGKILL)
+    began = time.monotonic()
+    rest = list(engine.ticks())
+    assert engine.wait(timeout=10) == 0
+    assert time.monotonic() - began < 8.0  # ended at the loss, not at 30 s
+    types = [r["type"] for r in rest]
+    assert types.count("worker_lost") == 1 and "reshare" not in types
+    assert rest[-1] == {"type": "done"} and _ticks(rest)[-1]["t"] < 15
+
+
 def test_gateway_outside_localhost_is_refused(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "http://10.20.30.40:8080")
     path = write_spec(spec, tmp_path / "spec.json")
