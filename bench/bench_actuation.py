@@ -31,10 +31,11 @@ from rich.console import Console
 from rich.table import Table
 
 from chaoskit.events import Event
-from chaoskit.faults.actuators import FaultSpec, make_actuator
+from chaoskit.faults.actuators import make_actuator
 from chaoskit.faults.domain import AdminClient
-from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec
+from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
+from chaoskit.planning import FaultWindow
 from chaoskit.run.registry import RunRegistry
 from chaoskit.stack.endpoints import DEPENDENCIES
 from chaoskit.stack.local import LocalStack
@@ -62,18 +63,26 @@ def actuation(stack_home: Path, endpoints: Any, faults: int) -> dict[str, Any]:
     for i in range(faults):
         start = 0.5 + i * 0.25
         if i % 4 == 3:
-            spec = FaultSpec(
-                name=f"riders{i}", kind="riders", target="rider", params={"available": 50 + i}
-            )
+            name, kind, target = f"riders{i}", "riders", "rider"
+            params: dict[str, object] = {"available": 50 + i}
         else:
             dep = DEPENDENCIES[i % len(DEPENDENCIES)]
-            spec = FaultSpec(
-                name=f"lat{i}",
-                kind="latency",
-                target=dep,
-                params={"dependency": dep, "latency": 0.01, "jitter": 0.0},
+            name, kind, target = f"lat{i}", "latency", dep
+            params = {"dependency": dep, "latency": 0.01, "jitter": 0.0}
+        windows.append(
+            FaultWindow(
+                name=name,
+                kind=kind,
+                family="domain" if kind == "riders" else "network",
+                target=target,
+                start=start,
+                end=start + 0.2,
+                length=0.2,
+                trigger=None,
+                ramp=None,
+                params=params,
             )
-        windows.append(FaultWindowSpec(spec=spec, start=start, duration=0.2))
+        )
     events: list[Event] = []
     t0 = time.monotonic()
     timeline = FaultTimeline(

@@ -30,7 +30,7 @@ from rich.table import Table
 
 from bench.bench_engine import NGINX, PORT, URL, _start_nginx
 from chaoskit.dashboard import Dashboard
-from chaoskit.events import Event
+from chaoskit.events import Sample
 from chaoskit.load.process import LoadProcess
 from chaoskit.load.spec import LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
@@ -105,7 +105,7 @@ def _leg(
             aggregator.add_tick(record)
             metrics = aggregator.sample(float(record["t"]))
             assert dashboard is not None
-            dashboard.handle(Event("sample", float(record["t"]), {"metrics": metrics}))
+            dashboard.handle(Sample(t=float(record["t"]), metrics=metrics))
     engine.wait(timeout=30)
     if dashboard is not None:
         dashboard.stop()

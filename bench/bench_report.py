@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chaoskit.events import Event
+from chaoskit.events import FaultApplied, FaultRemoved, RunStarted, Sample
 from chaoskit.report.summary import (
     Audit,
     Check,
@@ -86,14 +86,24 @@ def build(folder: Path, *, requests: int, seconds: int, seed: int = 1) -> None:
         ("riders-short", "riders", seconds * 0.7, seconds * 0.8),
     ]
     with JournalWriter(folder) as journal:
-        journal.handle(Event("run_started", 0.0, {"run_id": "bench"}))
+        journal.handle(
+            RunStarted(
+                t=0.0, run_id="bench", experiment="bench", target="local", duration_s=0, plan={}
+            )
+        )
         for t in range(seconds):
             for name, kind, start, end in windows:
                 if t == math.floor(start):
-                    journal.handle(Event("fault_applied", t, {"name": name, "kind": kind}))
+                    journal.handle(
+                        FaultApplied(
+                            t=t, name=name, kind=kind, target="coupon", lag_ms=0, ends_at=end
+                        )
+                    )
                 if t == math.floor(end):
-                    journal.handle(Event("fault_removed", t, {"name": name, "kind": kind}))
-            journal.handle(Event("sample", float(t), {"metrics": _sample(t, seconds, rng)}))
+                    journal.handle(
+                        FaultRemoved(t=t, name=name, kind=kind, reason="ended", lag_ms=0)
+                    )
+            journal.handle(Sample(t=float(t), metrics=_sample(t, seconds, rng)))
     outcomes = folder / "outcomes"
     outcomes.mkdir(exist_ok=True)
     per_file = requests // ENGINE_PROCESSES

@@ -19,10 +19,27 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from chaoskit.events import Event
+from chaoskit.events import (
+    AuditDone,
+    CheckJudged,
+    Event,
+    FaultApplied,
+    FaultFailed,
+    FaultRemoved,
+    GuardrailTripped,
+    LogMessage,
+    PhaseChanged,
+    RunEnded,
+    RunStarted,
+    Sample,
+)
 from chaoskit.observe.metrics import FAILURE_STEPS
 
 __all__ = ["Dashboard", "ProgressLine", "sparkline"]
+
+# Failure-step labels that fit a 12-character cell (three cells in a half-width panel at 80).
+_STEP_LABELS = {"inventory": "invent.", "eligibility": "elig."}
+_FAILURE_CELL = 11
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _SPARK_SERIES = (
@@ -78,6 +95,11 @@ def _secs(value: float | None) -> str:
     return _num(value, "{:.1f}", "s") if value < 100 else _clock(value)
 
 
+def _retry(value: float | None) -> float | None:
+    """Requests per intent; under 1 the window counted intents before their requests."""
+    return value if value is not None and value >= 1.0 else None
+
+
 def _clock(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "--:--"
@@ -111,6 +133,7 @@ class _State:
     breach: str = ""
     ended: str = ""
     message: str = ""
+    audit: dict[str, Any] | None = None  # the audit event's data, once the ledgers are read
 
 
 def _bound(spec: Mapping[str, Any]) -> str:
@@ -148,55 +171,56 @@ class _Tracker:
 
     def handle(self, event: Event) -> None:
         """Fold ``event`` into the state."""
-        data = event.data
         with self._lock:
             s = self._state
             s.t = max(s.t, event.t)
-            if event.type == "run_started":
-                s.name = str(data.get("experiment") or data.get("name") or s.name)
-            elif event.type == "sample":
-                s.metrics = dict(data.get("metrics") or {})
-                for metric, series in s.history.items():
-                    series.append(s.metrics.get(metric))
-            elif event.type == "phase_changed":
-                s.phase = str(data.get("phase", s.phase))
-                s.load_phase = str(data.get("load_phase") or s.load_phase)
-            elif event.type == "fault_applied":
-                s.active[str(data.get("name"))] = str(data.get("kind", ""))
-            elif event.type in ("fault_removed", "fault_failed"):
-                name = str(data.get("name"))
-                s.active.pop(name, None)
-                s.done_faults[name] = "failed" if event.type == "fault_failed" else "removed"
-            elif event.type == "check":
-                self._check(s, data)
-            elif event.type == "guardrail_breached":
-                s.breach = f"{data.get('metric')}={_num(data.get('value'), '{:g}')}"
-                key = ("guardrail", str(data.get("metric")), "")
-                if key in s.checks:
-                    s.checks[key].ok = False
-            elif event.type == "run_ended":
-                s.ended = str(data.get("status", "ended"))
-                verdict = data.get("verdict")
-                if verdict:
-                    s.ended += f" ({verdict})"
-            elif event.type == "log" and data.get("level") in ("warning", "error"):
-                s.message = str(data.get("message", ""))
+            match event:
+                case RunStarted():
+                    s.name = event.experiment or s.name
+                case Sample():
+                    s.metrics = dict(event.metrics)
+                    for metric, series in s.history.items():
+                        series.append(s.metrics.get(metric))
+                case PhaseChanged():
+                    s.phase = event.phase
+                    s.load_phase = event.load_phase or s.load_phase
+                case FaultApplied():
+                    s.active[event.name] = event.kind
+                case FaultRemoved() | FaultFailed():
+                    s.active.pop(event.name, None)
+                    failed = isinstance(event, FaultFailed)
+                    s.done_faults[event.name] = "failed" if failed else "removed"
+                case CheckJudged():
+                    self._check(s, event)
+                case GuardrailTripped():
+                    bound = _bound({"min": event.min, "max": event.max}) or "-"
+                    s.breach = f"{event.metric}={_num(event.value, '{:g}')} (limit {bound})"
+                    key = ("guardrail", event.metric, "")
+                    if key in s.checks:
+                        s.checks[key].ok = False
+                case RunEnded():
+                    s.ended = event.status + (f" ({event.verdict})" if event.verdict else "")
+                case AuditDone():
+                    s.audit = dict(event.audit)
+                case LogMessage() if event.level in ("warning", "error"):
+                    s.message = event.message
+                case _:
+                    pass
 
-    def _check(self, s: _State, data: Mapping[str, Any]) -> None:
-        kind = str(data.get("kind", "hypothesis"))
-        phase = "" if kind == "guardrail" else str(data.get("phase", ""))
-        key = (kind, str(data.get("metric")), phase)
+    def _check(self, s: _State, event: CheckJudged) -> None:
+        kind = event.kind
+        phase = "" if kind == "guardrail" else event.phase
+        key = (kind, event.metric, phase)
         if key not in s.checks and kind == "hypothesis":
             # A hypothesis for phase "all" is checked once per phase: show the latest.
-            key = (kind, str(data.get("metric")), "all")
+            key = (kind, event.metric, "all")
         check = s.checks.get(key)
         if check is None:
-            check = _Check(kind, key[1], _bound(data), phase)
+            check = _Check(kind, key[1], _bound({"min": event.min, "max": event.max}), phase)
             s.checks[key] = check
-        ok = data.get("ok")
         # Live checks carry the phase's value so far: the latest one is the one to show.
-        check.ok = None if ok is None else bool(ok)
-        check.value = data.get("value")
+        check.ok = event.ok
+        check.value = event.value
         if phase:
             check.phase = phase
 
@@ -220,6 +244,7 @@ class _Tracker:
                 breach=s.breach,
                 ended=s.ended,
                 message=s.message,
+                audit=s.audit,
             )
 
     def load_phase_at(self, t: float, fallback: str) -> str:
@@ -326,11 +351,17 @@ class Dashboard:
 
     def _header(self, s: _State) -> Text:
         planned = self._tracker.plan.get("duration_s")
-        load_phase = self._tracker.load_phase_at(s.t, s.load_phase)
+        over = planned is not None and s.t > float(planned)
+        load_phase = "done" if over else self._tracker.load_phase_at(s.t, s.load_phase)
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("chaoskit ", self._style("bold"))
         text.append(s.name or "run", self._style("bold cyan"))
-        text.append(f"  {_clock(s.t)} / {_clock(planned)}")
+        if over:
+            # The drain and the audit run after the load: say so, not "00:28 / 00:27".
+            assert planned is not None
+            text.append(f"  {_clock(planned)} / {_clock(planned)} +{s.t - float(planned):.0f}s")
+        else:
+            text.append(f"  {_clock(s.t)} / {_clock(planned)}")
         if planned:
             done = min(max(s.t / float(planned), 0.0), 1.0)
             filled = int(done * 16)
@@ -371,7 +402,10 @@ class Dashboard:
         fulfilment.append(_pct(rate), self._style(style))
         fulfilment.append(f"  in {_secs(m.get('fulfilment_time_p95_s'))} p95")
         lines = [
-            Text(f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"),
+            Text(
+                f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"
+                f"  first try failed {_pct(m.get('first_try_failure_rate'))}"
+            ),
             fulfilment,
             self._spark(s, "fulfilment_rate"),
         ]
@@ -381,7 +415,7 @@ class Dashboard:
         errors = m.get("error_rate")
         error_text = Text("errors ")
         error_text.append(_pct(errors), self._style("red" if errors else ""))
-        error_text.append(f"  retry x{_num(m.get('retry_amplification'), '{:.2f}')}")
+        error_text.append(f"  retry x{_num(_retry(m.get('retry_amplification')), '{:.2f}')}")
         lines = [
             Text(
                 f"p50 {_ms(m.get('latency_p50_ms'))}  p95 {_ms(m.get('latency_p95_ms'))}"
@@ -391,58 +425,78 @@ class Dashboard:
             self._spark(s, "latency_p95_ms"),
             Text(f"orders/s {_num(m.get('orders_per_s'), '{:,.1f}')}"),
         ]
-        return self._panel("Latency", lines, 7)
+        return self._panel("Latency", lines, 6)
 
     def _failures(self, m: Mapping[str, float | None]) -> Panel:
-        half = (len(FAILURE_STEPS) + 1) // 2
-        lines = []
-        for left, right in zip(FAILURE_STEPS[:half], FAILURE_STEPS[half:], strict=False):
-            line = Text()
-            for step in (left, right):
-                value = m.get(f"failures.{step}")
-                cell = f"{step[:11]:<11}{_num(value, '{:,.0f}'):>5}  "
-                line.append(cell, self._style("red") if value else "")
-            lines.append(line)
-        return self._panel("Failures by step /s", lines, 7)
+        # Three cells a row, read down the columns in chain order: four rows for ten steps.
+        rows = math.ceil(len(FAILURE_STEPS) / 3)
+        lines = [Text() for _ in range(rows)]
+        for index, step in enumerate(FAILURE_STEPS):
+            value = m.get(f"failures.{step}")
+            shown = _num(value, "{:,.0f}")
+            label = _STEP_LABELS.get(step, step)
+            cell = label + " " * max(1, _FAILURE_CELL - len(label) - len(shown)) + shown
+            line = lines[index % rows]
+            if line.plain:
+                line.append(" ")
+            line.append(cell, self._style("red") if value else "")
+        return self._panel("Failures by step /s", lines, rows + 2)
 
     def _coupons(self, s: _State, m: Mapping[str, float | None]) -> Panel:
         lines = [
             Text(f"pending {_num(m.get('coupon_pending'))}"),
             Text(f"delay p95 {_secs(m.get('coupon_delay_p95_s'))}"),
-            self._spark(s, "coupon_pending", 20),
         ]
-        return self._panel("Coupons", lines, 5)
+        if s.audit is not None:
+            # After the drain the ledgers say what the buyers got (80x24: it takes the place
+            # of the live backlog, which the audit's queued credits now tell).
+            lines[0] = self._free_orders(s.audit)
+        return self._panel("Coupons", lines, 4)
+
+    def _free_orders(self, audit: Mapping[str, Any]) -> Text:
+        overall = (audit.get("free_orders") or {}).get("overall") or {}
+        entitled, honoured = overall.get("entitled"), overall.get("honoured")
+        rate = honoured / entitled if entitled and honoured is not None else None
+        lost = ((audit.get("invariants") or {}).get("lost_entitlements") or {}).get("count")
+        line = Text(f"free orders {_pct(rate)}")
+        if lost:
+            line.append(f"  lost {_num(lost)}", self._style("red"))
+        return line
 
     def _stores(self, m: Mapping[str, float | None]) -> Panel:
         lines = [
             Text(f"rejected {_num(m.get('store_rejections'))}/s"),
-            Text(f"paused {_num(m.get('store_paused_s'), '{:.1f}')}"),
-            Text(f"queue {_num(m.get('store_queue_depth'))}"),
+            Text(
+                f"queue {_num(m.get('store_queue_depth'))}"
+                f"  paused {_num(m.get('store_paused_s'), '{:.1f}', 's')}"
+            ),
         ]
-        return self._panel("Stores", lines, 5)
+        return self._panel("Stores", lines, 4)
 
     def _riders(self, s: _State, m: Mapping[str, float | None]) -> Panel:
         free, busy = m.get("riders_free"), m.get("riders_busy")
         bar = Text()
         if free is not None and busy is not None and free + busy > 0:
-            width = 18
+            width = 6
             n_busy = round(busy / (free + busy) * width)
             bar.append("█" * n_busy, self._style("yellow"))
             bar.append("░" * (width - n_busy), self._style("green"))
-        lines = [
-            Text(f"free {_num(free)}  busy {_num(busy)}"),
-            bar,
-            Text(f"wait p95 {_secs(m.get('rider_wait_p95_s'))}"),
-        ]
-        return self._panel("Riders", lines, 5)
+            bar.append(" ")
+        bar.append(f"wait p95 {_secs(m.get('rider_wait_p95_s'))}")
+        lines = [Text(f"free {_num(free)}  busy {_num(busy)}"), bar]
+        return self._panel("Riders", lines, 4)
 
     def _faults(self, s: _State) -> Panel:
         lines = []
+        room = self._half_width()
         for name, kind in sorted(s.active.items()):
             end = self._tracker.fault_end(name)
-            left = "until load ends" if end is None else f"{_clock(end - s.t)} left"
+            left = "to load end" if end is None else f"{_clock(end - s.t)} left"
             line = Text("● ", self._style("red"))
-            line.append(f"{name} ({kind}) {left}")
+            text = f"{name} ({kind}) {left}"
+            if len(text) + 2 > room:  # the name says more than the kind: drop the kind first
+                text = f"{name} {left}"
+            line.append(text)
             lines.append(line)
         if not lines:
             lines.append(Text("no fault active", self._style("green")))
@@ -452,6 +506,10 @@ class Dashboard:
         if s.done_faults:
             lines.append(Text(f"done: {', '.join(sorted(s.done_faults))}"))
         return self._panel("Faults", lines[:4], 6)
+
+    def _half_width(self) -> int:
+        """Characters inside a panel that shares its row with one other (borders, padding)."""
+        return self.console.width // 2 - 4
 
     def _checks(self, s: _State) -> Panel:
         lines = []
@@ -501,30 +559,32 @@ class ProgressLine:
     def handle(self, event: Event) -> None:
         """Print a progress line when one is due, and one line for notable events."""
         self._tracker.handle(event)
-        data = event.data
         line = None
-        if event.type == "sample":
-            with self._lock:
-                due = self._last_print is None or event.t - self._last_print >= self.every_s
+        t = f"t={event.t:.0f}s"
+        match event:
+            case Sample():
+                with self._lock:
+                    due = self._last_print is None or event.t - self._last_print >= self.every_s
+                    if due:
+                        self._last_print = event.t
                 if due:
-                    self._last_print = event.t
-            if due:
-                line = self.line()
-        elif event.type == "phase_changed":
-            line = f"t={event.t:.0f}s phase {data.get('phase')} (load {data.get('load_phase')})"
-        elif event.type == "fault_applied":
-            line = f"t={event.t:.0f}s fault {data.get('name')} applied ({data.get('kind')})"
-        elif event.type == "fault_removed":
-            line = f"t={event.t:.0f}s fault {data.get('name')} removed"
-        elif event.type == "fault_failed":
-            line = f"t={event.t:.0f}s fault {data.get('name')} FAILED: {data.get('error')}"
-        elif event.type == "guardrail_breached":
-            line = (
-                f"t={event.t:.0f}s GUARDRAIL {data.get('metric')}={data.get('value')}"
-                f" (limit {data.get('limit')})"
-            )
-        elif event.type == "run_ended":
-            line = f"t={event.t:.0f}s run {data.get('status')} verdict {data.get('verdict')}"
+                    line = self.line()
+            case PhaseChanged():
+                load = f" (load {event.load_phase})" if event.load_phase else ""
+                line = f"{t} phase {event.phase}{load}"
+            case FaultApplied():
+                line = f"{t} fault {event.name} applied ({event.kind})"
+            case FaultRemoved():
+                line = f"{t} fault {event.name} removed"
+            case FaultFailed():
+                line = f"{t} fault {event.name} FAILED: {event.error}"
+            case GuardrailTripped():
+                limit = "" if event.limit is None else f" (limit {event.limit:g})"
+                line = f"{t} GUARDRAIL {event.metric}={_num(event.value, '{:g}')}{limit}"
+            case RunEnded():
+                line = f"{t} run {event.status} verdict {event.verdict}"
+            case _:
+                pass
         if line is not None:
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 

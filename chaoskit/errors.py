@@ -14,10 +14,11 @@
         ├── StackNotRunning        no stack to act on
         ├── StackAlreadyRunning    `up` while a stack is up
         ├── DockerUnavailable      no engine, or no permission on its socket
-        └── FaultNotApplied        a fault could not be put in place
+        ├── FaultNotApplied        a fault could not be put in place
+        └── ReportNotWritten       a report file could not be written
 
-Runs do not end by raising: they end with a status (see ``chaoskit.run``); the CLI maps
-a run's verdict to exit codes 0, 1 and 3.
+Runs do not end by raising: they end with a status and a verdict (see ``chaoskit.RunResult``);
+``chaoskit.exit_codes`` is the one table of what each verdict and each error exits with.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "FileInputError",
     "InputError",
     "PortInUse",
+    "ReportNotWritten",
     "SafetyRefusal",
     "ServiceFailedToStart",
     "StackAlreadyRunning",
@@ -45,15 +47,11 @@ __all__ = [
 
 
 class ChaoskitError(Exception):
-    """Root of every error chaoskit raises on purpose."""
-
-    exit_code = 1
+    """Root of every error chaoskit raises on purpose (exit codes: ``chaoskit.exit_codes``)."""
 
 
 class InputError(ChaoskitError):
     """The user's input (a file, a flag) is wrong; nothing was started."""
-
-    exit_code = 2
 
 
 class FileInputError(InputError):
@@ -100,8 +98,6 @@ class SafetyRefusal(InputError):
 class EnvironmentProblem(ChaoskitError):
     """Something chaoskit needs around it is missing or broken."""
 
-    exit_code = 4
-
 
 class ToxiproxyMissing(EnvironmentProblem):
     """No toxiproxy-server binary could be found."""
@@ -141,3 +137,7 @@ class DockerUnavailable(EnvironmentProblem):
 
 class FaultNotApplied(EnvironmentProblem):
     """A fault could not be put in place."""
+
+
+class ReportNotWritten(EnvironmentProblem):
+    """A report file could not be written (disk full, read-only folder)."""

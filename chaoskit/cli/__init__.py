@@ -13,7 +13,7 @@ from rich.markup import escape
 from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 from typer.exceptions import Abort
 
-from chaoskit import __version__
+from chaoskit._version import __version__
 from chaoskit.cli import docker as _docker  # noqa: F401
 from chaoskit.cli import experiment as _experiment  # noqa: F401
 from chaoskit.cli import images as _images  # noqa: F401

@@ -12,16 +12,9 @@ from typer._click.core import Context as TyperContext  # typer vendors click
 from typer.core import TyperGroup
 
 from chaoskit.errors import ChaoskitError
+from chaoskit.exit_codes import exit_code_for_error
 
 __all__ = ["app", "console", "err_console", "fail"]
-
-# Exit codes (CI gates on them): 0 hypothesis held, 1 violated, 2 bad input or usage,
-# 3 aborted by a guardrail or signal, 4 environment problem.
-EXIT_OK = 0
-EXIT_VIOLATED = 1
-EXIT_INPUT = 2
-EXIT_ABORTED = 3
-EXIT_ENVIRONMENT = 4
 
 console = Console(no_color="NO_COLOR" in os.environ)
 err_console = Console(stderr=True, no_color="NO_COLOR" in os.environ)
@@ -30,7 +23,7 @@ err_console = Console(stderr=True, no_color="NO_COLOR" in os.environ)
 def fail(error: ChaoskitError) -> typer.Exit:
     """Print one red line for ``error`` and return the Exit to raise."""
     err_console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-    return typer.Exit(error.exit_code)
+    return typer.Exit(exit_code_for_error(error))
 
 
 class _ChaoskitGroup(TyperGroup):
@@ -51,6 +44,29 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # --install-completion / --show-completion: the shell completion users of Typer CLIs expect.
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from chaoskit import __version__
+
+        console.print(f"chaoskit {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_print_version,
+        is_eager=True,
+        help="Print chaoskit's version and exit.",
+    ),
+) -> None:
+    """Rehearse a flash-sale surge against an order stack: load, faults, and what customers feel."""

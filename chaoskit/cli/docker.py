@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from chaoskit.cli._app import app
-from chaoskit.cli.stack import BACKEND_OPTION, TARGET_OPTION, Backend, resolve_target
+from chaoskit.cli.stack import BACKEND_OPTION, TARGET_OPTION, Backend, find_target
 from chaoskit.errors import InputError, StackNotRunning
 from chaoskit.stack.endpoints import SERVICES
 from chaoskit.stack.state import default_state_dir
@@ -31,7 +31,7 @@ def logs(
         raise InputError(f"service: expected one of {', '.join(COMPONENTS)}, got {service!r}")
     if tail < 0:
         raise InputError(f"--tail: expected a number >= 0, got {tail}")
-    resolved = resolve_target(target, backend)
+    resolved = find_target(target, backend)
     if isinstance(resolved, DockerTarget):
         from chaoskit.stack.docker import DockerStack  # the docker SDK only when needed
 

@@ -13,11 +13,11 @@ from rich.table import Table
 from rich.text import Text
 
 from chaoskit.cli._app import app, console
-from chaoskit.experiment.durations import format_duration
+from chaoskit.experiment.durations import format_duration, format_duration_approx
 from chaoskit.experiment.loader import load_experiment
 from chaoskit.experiment.models import Experiment
 from chaoskit.load.shapes import format_amount
-from chaoskit.plan import Plan, build_plan
+from chaoskit.planning import Plan, build_plan
 
 __all__ = ["plan", "render_plan", "schema", "validate"]
 
@@ -43,7 +43,7 @@ def _summary(experiment: Experiment, plan: Plan) -> str:
 
     peak = "?" if math.isnan(plan.peak) else format_amount(plan.peak)
     return (
-        f"{plan.shape_kind} shape, {plan.model} model, {format_duration(plan.duration_s)}, "
+        f"{plan.shape_kind} shape, {plan.model} model, {format_duration_approx(plan.duration_s)}, "
         f"peak {peak} {plan.unit}, {count(len(experiment.faults), 'fault')}, "
         f"{count(len(experiment.hypothesis), 'check')}, "
         f"{count(len(experiment.guardrails), 'guardrail')}"
@@ -110,7 +110,7 @@ def _plan_renderables(
         f"{plan.model} model ({plan.unit})",
     ]
     load_line = [
-        f"duration {format_duration(plan.duration_s)}",
+        f"duration {format_duration_approx(plan.duration_s)}",
         f"peak {format_amount(plan.peak)} {plan.unit}",
     ]
     if plan.model == "open" and not math.isnan(plan.total):
@@ -138,8 +138,8 @@ def _phase_table(plan: Plan) -> Table:
     for phase in plan.load_phases:
         table.add_row(
             phase.label,
-            format_duration(phase.start),
-            format_duration(phase.end),
+            format_duration_approx(phase.start),
+            format_duration_approx(phase.end),
             format_amount(phase.start_value),
             format_amount(phase.end_value),
         )
@@ -269,7 +269,7 @@ _NICE_STEPS = (1, 2, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200
 def _axis(duration: float, cols: int) -> str:
     """Tick labels at round times about 12 columns apart, and the end time at the right."""
     line = [" "] * cols
-    end_mark = format_duration(duration) + "|"
+    end_mark = format_duration_approx(duration) + "|"
     end_col = max(cols - len(end_mark), 0)
     if duration > 0:
         step = next((s for s in _NICE_STEPS if s / duration * cols >= 12), _NICE_STEPS[-1])

@@ -11,10 +11,10 @@ from rich.table import Table
 from rich.text import Text
 
 from chaoskit.cli._app import app, console, err_console
-from chaoskit.errors import ChaoskitError, InputError
+from chaoskit.errors import InputError, ReportNotWritten
 from chaoskit.report import FORMATS, RunFolder, write_reports
-from chaoskit.report._format import better_of, describe, fmt, verdict_word
-from chaoskit.report.summary import Check, Summary
+from chaoskit.report._format import audit_queue_note, better_of, describe, fmt, verdict_word
+from chaoskit.report.summary import Check, Invariant, Summary
 
 __all__ = ["report_app"]
 
@@ -144,9 +144,20 @@ def _audit(s: Summary) -> RenderableType:
     table.add_column("violations", justify="right")
     table.add_column("order ids", overflow="fold")
     for name, inv in s.audit.invariants.items():
+        if inv.skipped is not None:
+            table.add_row(name, Text("skipped", style="yellow"), inv.skipped)
+            continue
         ids = ", ".join(inv.order_ids[:8]) + (" ..." if inv.count > 8 else "")
         table.add_row(name, Text(str(inv.count), style="bold red" if inv.count else "green"), ids)
-    return Group(head, table) if s.audit.invariants else head
+    queue = audit_queue_note(
+        s.audit.queued_credits, s.audit.oldest_queued_age_s, s.audit.credit_slo_s
+    )
+    parts: list[RenderableType] = [head]
+    if queue is not None:
+        parts.append(Text(queue))
+    if s.audit.invariants:
+        parts.append(table)
+    return Group(*parts) if len(parts) > 1 else head
 
 
 @report_app.command()
@@ -266,9 +277,24 @@ def compare(
             a.audit.status if a.audit else "not run",
             b.audit.status if b.audit else "not run",
         )
+    audit_table = Table(title="Audit invariants", title_justify="left")
+    for column in ("invariant", "A", "B"):
+        audit_table.add_column(column, justify="left" if column == "invariant" else "right")
     for name in list(inv_a) + [n for n in inv_b if n not in inv_a]:
-        count_a = inv_a[name].count if name in inv_a else None
-        count_b = inv_b[name].count if name in inv_b else None
+        audit_table.add_row(
+            name, _invariant_cell(inv_a.get(name)), _invariant_cell(inv_b.get(name))
+        )
+    if a.audit is not None or b.audit is not None:
+        audit_table.add_row(
+            "credits still queued",
+            _queued_cell(a.audit.queued_credits if a.audit else None),
+            _queued_cell(b.audit.queued_credits if b.audit else None),
+        )
+    if audit_table.row_count:
+        console.print(audit_table)
+    for name in list(inv_a) + [n for n in inv_b if n not in inv_a]:
+        count_a = inv_a[name].count if name in inv_a and inv_a[name].skipped is None else None
+        count_b = inv_b[name].count if name in inv_b and inv_b[name].skipped is None else None
         if count_a != count_b:
             changed.add_row(
                 "audit",
@@ -281,6 +307,18 @@ def compare(
         console.print(changed)
     else:
         console.print("No verdict changed.")
+
+
+def _invariant_cell(inv: Invariant | None) -> Text:
+    if inv is None:
+        return Text("-", style="dim")
+    if inv.skipped is not None:
+        return Text("skipped", style="yellow")
+    return Text(f"{inv.count:,}", style="red" if inv.count else "green")
+
+
+def _queued_cell(queued: int | None) -> Text:
+    return Text("-" if queued is None else f"{queued:,}", style="dim" if queued is None else "")
 
 
 @report_app.command()
@@ -302,4 +340,4 @@ def render(
     for name, error in result.errors.items():
         err_console.print(f"[bold red]error:[/] {name}: {error}", highlight=False)
     if result.errors:
-        raise ChaoskitError(f"{len(result.errors)} report format(s) could not be written")
+        raise ReportNotWritten(f"{len(result.errors)} report format(s) could not be written")

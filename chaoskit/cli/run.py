@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import typer
 
+from chaoskit import Experiment, RunResult, load_experiment, plan, rehearse, resolve_target, review
 from chaoskit.cli._app import app, console, err_console
+from chaoskit.cli.experiment import render_plan
 from chaoskit.errors import InputError
-from chaoskit.events import EventHandler
-from chaoskit.experiment.loader import load_experiment
-from chaoskit.plan import build_plan
-from chaoskit.report import write_reports
-from chaoskit.report.rundir import make_run_dir
+from chaoskit.events import Event
 from chaoskit.run.cleanup import cleanup as run_cleanup
-from chaoskit.run.runner import Runner, RunSettings
-from chaoskit.stack.backend import open_backend
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.progress import RichStartupProgress
 from chaoskit.stack.state import chaoskit_home
 from chaoskit.stack.target import load_target
@@ -72,129 +67,94 @@ def run(
 ) -> None:
     """Play an experiment: surge, faults, checks; always roll back; exit 0/1/2/3/4."""
     experiment = load_experiment(experiment_file)
-    plan = build_plan(experiment)
-    target_name = target or experiment.target
-    if target is None and target_name not in ("local", "docker"):
-        target_name = str((experiment_file.parent / target_name).resolve())
-    stack_target = load_target(target_name)
-    backend = open_backend(stack_target)
-    settings: dict[str, Any] = {}
-    if stack_target.kind == "attach":
-        from chaoskit.run.safety import preflight
-
-        review = preflight(
-            experiment=experiment, plan=plan, target=stack_target, endpoints=backend.endpoints()
-        )
-        review.render(console)
-        if dry_run:
-            console.print("dry run: nothing was touched")
-            raise typer.Exit(0)
-        if not yes:
-            if not sys.stdin.isatty():
-                raise InputError("attach runs need confirmation: pass --yes (no terminal to ask)")
-            if not typer.confirm("Run this against the target?", default=False):
-                console.print("not confirmed: nothing was touched")
-                raise typer.Exit(2)
-        settings = {"watchdog_ttl_s": review.watchdog_ttl_s, "caps": review.caps}
+    stack_target = resolve_target(experiment, target)
+    safety = review(experiment, target=stack_target)
+    if safety is not None:
+        safety.render(console)
     elif dry_run:
-        from chaoskit.cli.experiment import render_plan
-
-        render_plan(plan, experiment, console, source=str(experiment_file))
+        render_plan(plan(experiment), experiment, console, source=str(experiment_file))
+    if dry_run:
         console.print("dry run: nothing was touched")
         raise typer.Exit(0)
-    # The run folder first: a bad --reports-dir must not cost a stack start.
-    run_dir = make_run_dir(reports_dir or Path(experiment.report.dir), experiment.name)
-    started_here = False
-    if not backend.is_up():
-        console.print(f"[dim]no {stack_target.kind} stack is up: starting one for this run[/]")
-        with RichStartupProgress(err_console) as progress:
-            backend.up(progress=progress)
-        started_here = True
+    if safety is not None and not yes:
+        if not sys.stdin.isatty():
+            raise InputError("attach runs need confirmation: pass --yes (no terminal to ask)")
+        if not typer.confirm("Run this against the target?", default=False):
+            console.print("not confirmed: nothing was touched")
+            raise typer.Exit(2)
+    view = _view(experiment, dashboard=dashboard)
     try:
-        endpoints = backend.endpoints()
-        handlers: list[EventHandler] = []
-        live: Any = None
-        if dashboard and console.is_terminal:
-            from chaoskit.dashboard import Dashboard
-
-            live = Dashboard(
-                console=console,
-                plan=plan.to_json(),
-                name=experiment.name,
-                hypotheses=[_plain(h) for h in experiment.hypothesis],
-                guardrails=[_plain(g) for g in experiment.guardrails],
-            )
-            handlers.append(live)
-        else:
-            from chaoskit.dashboard import ProgressLine
-
-            handlers.append(ProgressLine(console=console, plan=plan.to_json()))
-        runner = Runner(
-            experiment=experiment,
-            plan=plan,
-            endpoints=endpoints,
-            settings=RunSettings(
-                run_dir=run_dir,
-                state_dir=chaoskit_home(),
-                workers=expect_workers or workers,
-                expect_workers=expect_workers > 0,
-                master_port=master_port,
-                stop_on_worker_loss=stop_on_worker_loss,
-                master_bind=master_bind,
-                **settings,
-            ),
-            handlers=handlers,
+        result = rehearse(
+            experiment,
+            target=stack_target,
+            workers=workers,
+            expect_workers=expect_workers,
+            master_port=master_port,
+            master_bind=master_bind,
+            stop_on_worker_loss=stop_on_worker_loss,
+            handlers=[view],
+            reports_dir=reports_dir,
+            keep_stack=keep_stack,
+            confirm=True,
+            handle_signals=True,
+            stack_progress=RichStartupProgress(err_console),
         )
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            runner.request_stop("interrupted")
-
-        # SIGHUP too: a closed terminal must not leave faults behind.
-        previous = {
-            s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        }
-        try:
-            if live is not None:
-                live.start()
-            try:
-                outcome = runner.execute()
-            finally:
-                if live is not None:
-                    live.stop()
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        written = write_reports(run_dir, list(experiment.report.formats))
     finally:
-        if started_here and not keep_stack:
-            backend.down()
-    colour = {"held": "green", "violated": "red"}.get(outcome.verdict, "yellow")
+        view.stop()
+    _print_result(result)
+    raise typer.Exit(result.exit_code)
+
+
+class _View:
+    """The live dashboard (a terminal) or progress lines, started by the run's first event."""
+
+    def __init__(self, handler: Any, live: bool) -> None:
+        self._handler = handler
+        self._live = live
+        self._started = False
+
+    def handle(self, event: Event) -> None:
+        if self._live and not self._started:
+            self._started = True
+            self._handler.start()
+        self._handler.handle(event)
+
+    def stop(self) -> None:
+        if self._started:
+            self._handler.stop()
+
+
+def _view(experiment: Experiment, *, dashboard: bool) -> _View:
+    from chaoskit.dashboard import Dashboard, ProgressLine
+
+    the_plan = plan(experiment).to_json()
+    if dashboard and console.is_terminal:
+        board = Dashboard(
+            console=console,
+            plan=the_plan,
+            name=experiment.name,
+            hypotheses=[_plain(h) for h in experiment.hypothesis],
+            guardrails=[_plain(g) for g in experiment.guardrails],
+        )
+        return _View(board, live=True)
+    return _View(ProgressLine(console=console, plan=the_plan), live=False)
+
+
+def _print_result(result: RunResult) -> None:
+    colour = {"held": "green", "violated": "red"}.get(result.verdict, "yellow")
     console.print(
-        f"[bold {colour}]{outcome.verdict.upper()}[/] status={outcome.status} "
-        f"run={runner.run_id} exit={outcome.exit_code}"
+        f"[bold {colour}]{result.verdict.upper()}[/] status={result.status} "
+        f"run={result.run_id} exit={int(result.exit_code)}"
     )
-    for check in outcome.summary.get("checks", []):
-        if check.get("ok") is False:
-            limit = " and ".join(
-                f"{op} {check[key]:g}"
-                for op, key in ((">=", "min"), ("<=", "max"))
-                if check.get(key) is not None
-            )
-            value = check.get("value")
-            shown = "-" if value is None else f"{value:.4g}"
-            console.print(
-                f"  [red]✗[/] {check['kind']} {check['metric']} ({check.get('phase') or '-'}): "
-                f"{shown}, expected {limit}",
-                highlight=False,
-            )
-    for error in outcome.summary.get("errors", []):
+    for check in result.failed_checks:
+        console.print(f"  [red]✗[/] {check.describe()}", highlight=False)
+    for error in result.errors:
         err_console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
-    console.print(f"reports: {run_dir}")
-    for path in written.paths.values():
+    console.print(f"reports: {result.run_dir}")
+    for path in result.reports.values():
         console.print(f"  {path}", highlight=False)
-    for fmt, reason in written.errors.items():
+    for fmt, reason in result.report_errors.items():
         err_console.print(f"[red]error:[/] {fmt} report: {reason}", highlight=False)
-    raise typer.Exit(outcome.exit_code)
 
 
 def _plain(model: Any) -> dict[str, Any]:

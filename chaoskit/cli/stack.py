@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from typing import Literal
 
 import typer
 from rich.table import Table
 
-from chaoskit.cli._app import EXIT_ENVIRONMENT, app, console, err_console
+from chaoskit.cli._app import app, console, err_console
 from chaoskit.errors import InputError
-from chaoskit.stack.backend import StackBackend, StackStatus, open_backend
+from chaoskit.exit_codes import ExitCode
+from chaoskit.stack.backend import StackBackend, StackStatus
 from chaoskit.stack.endpoints import StackEndpoints
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.progress import RichStartupProgress
-from chaoskit.stack.target import AttachTarget, Target, load_target, with_kind
+from chaoskit.stack.state import RecordedStack, recorded_stacks
+from chaoskit.stack.target import BUILTIN_TARGETS, AttachTarget, Target, load_target, with_kind
 
 
 class Backend(StrEnum):
@@ -53,6 +57,46 @@ def _backend(target: str | None, backend: Backend | None) -> StackBackend:
     return open_backend(resolve_target(target, backend))
 
 
+def find_target(target: str | None, backend: Backend | None) -> Target:
+    """For commands on a stack that is up (status, down, logs): the flags' target, or with no
+    flag the one stack recorded as up, whatever its backend.
+
+    Several stacks up and no flag: refused, naming the flags that pick each one.
+    """
+    if target is not None or backend is not None:
+        return resolve_target(target, backend)
+    stacks = recorded_stacks()
+    if not stacks:
+        return resolve_target(None, None)  # the default: says there is no stack
+    if len(stacks) > 1:
+        choices = "; ".join(f"{s.kind} stack {s.name!r}: {_flags_for(s)}" for s in stacks)
+        raise InputError(f"{len(stacks)} stacks are up, so say which one: {choices}")
+    return _target_of(stacks[0])
+
+
+def _flags_for(stack: RecordedStack) -> str:
+    if stack.name in BUILTIN_TARGETS:
+        return f"--target {stack.name} --backend {stack.kind}"
+    return f"--target <the {stack.name} target file> --backend {stack.kind}"
+
+
+def _target_of(stack: RecordedStack) -> Target:
+    """The target a recorded stack was started from: its name, backend and ports.
+
+    The built-in target of that name when there is one; otherwise the built-in of its kind
+    renamed and moved to its ports, which is all status, down and logs need to find it.
+    """
+    kind: Literal["local", "docker"] = "docker" if stack.kind == "docker" else "local"
+    base = load_target(stack.name if stack.name in BUILTIN_TARGETS else kind)
+    if isinstance(base, AttachTarget):  # a built-in is never attach; keep mypy sure of it
+        raise InputError(f"stack {stack.name!r}: an attach target has no stack to find")
+    found = with_kind(base, kind)
+    assert not isinstance(found, AttachTarget)
+    if found.name != stack.name or found.base_port != stack.state.base_port:
+        found = found.model_copy(update={"name": stack.name, "base_port": stack.state.base_port})
+    return found
+
+
 @app.command()
 def up(
     target: str | None = TARGET_OPTION,
@@ -70,9 +114,16 @@ def up(
 def down(
     target: str | None = TARGET_OPTION,
     backend: Backend | None = BACKEND_OPTION,
+    force: bool = typer.Option(
+        False, "--force", help="Also while a run uses the stack: that run ends as an error."
+    ),
 ) -> None:
     """Stop exactly what `chaoskit up` started and remove its proxies (safe to repeat)."""
-    stack = _backend(target, backend)
+    resolved = find_target(target, backend)
+    from chaoskit.run.lock import end_run_for_down
+
+    end_run_for_down(resolved.name, force=force, say=console.print)
+    stack = open_backend(resolved)
     if stack.down():
         console.print("Stack stopped.")
     else:
@@ -89,7 +140,7 @@ def status(
 
     Exits 0 when every part is up and healthy, 4 when the stack is down or unhealthy.
     """
-    stack_status = _backend(target, backend).status()
+    stack_status = open_backend(find_target(target, backend)).status()
     if as_json:
         typer.echo(json.dumps(stack_status.to_json(), indent=2))
     else:
@@ -97,7 +148,7 @@ def status(
         for problem in stack_status.problems:
             err_console.print(f"[yellow]warning:[/] {problem}", highlight=False)
     if not stack_status.healthy:
-        raise typer.Exit(EXIT_ENVIRONMENT)
+        raise typer.Exit(ExitCode.ERROR)
 
 
 def _endpoints_table(endpoints: StackEndpoints) -> Table:

@@ -14,6 +14,7 @@ __all__ = [
     "Duration",
     "PositiveDuration",
     "format_duration",
+    "format_duration_approx",
     "parse_duration",
 ]
 
@@ -86,6 +87,24 @@ def format_duration(seconds: float) -> str:
     if round(rest, 6) > 0:
         parts.append(f"{_number(rest)}s")
     return "".join(parts) or "0s"
+
+
+def format_duration_approx(seconds: float) -> str:
+    """``seconds`` rounded the way a person reads a length: 34.989201 -> "35s", 0.2504 -> "250ms".
+
+    For lengths that come out of arithmetic (a viral curve's growth, a scaled replay); the
+    lengths a user typed print exactly with format_duration.
+    """
+    if not math.isfinite(seconds):
+        return format_duration(seconds)
+    size = abs(seconds)
+    if size < 1:
+        grain = 0.001
+    elif size < 3600:
+        grain = 0.1
+    else:
+        grain = 1.0
+    return format_duration(round(seconds / grain) * grain)
 
 
 def _validate(value: Any) -> float:

@@ -6,58 +6,69 @@ and item, so a pydantic error's ``loc`` can be mapped back to where the user typ
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import types
-import typing
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from pydantic_core import ErrorDetails
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.comments import CommentedMap
 
+from chaoskit._yaml import Loc, Place, load_yaml, plain, read_input
+from chaoskit._yaml import show as _show
 from chaoskit.errors import ExperimentError
+from chaoskit.experiment.durations import format_duration, format_duration_approx
+from chaoskit.experiment.limits import (
+    MAX_PEAK_RATE,
+    MAX_PEAK_USERS,
+    MAX_RUN_S,
+    SHAPE_PROBE_TIMEOUT_S,
+)
 from chaoskit.experiment.models import (
     CONTAINER_FAULT_KINDS,
     DOMAIN_FAULT_KINDS,
     NETWORK_FAULT_KINDS,
     SHAPE_KINDS,
+    ConstantShape,
     CustomShape,
     Experiment,
+    RampShape,
     ReplayShape,
+    Shape,
+    SpikeShape,
+    StagesShape,
+    StepShape,
+    ViralShape,
     did_you_mean,
 )
-from chaoskit.load.shapes import build_shape
+from chaoskit.load.shape_probe import ShapeProbeFailed, probe_custom_shape
+from chaoskit.load.shapes import build_shape, format_amount
+from chaoskit.stack.target import BUILTIN_TARGETS, load_target
 
 __all__ = ["load_experiment", "parse_experiment"]
 
-Loc = tuple[str | int, ...]
 _FAULT_KINDS = (*NETWORK_FAULT_KINDS, *DOMAIN_FAULT_KINDS, *CONTAINER_FAULT_KINDS)
 
 
-def load_experiment(path: Path | str) -> Experiment:
-    """The validated experiment in ``path``; any problem raises one ExperimentError."""
+def load_experiment(path: Path | str, *, try_custom_shape: bool = True) -> Experiment:
+    """The validated experiment in ``path``; any problem raises one ExperimentError.
+
+    A custom LoadTestShape is imported and tried in a child process (``try_custom_shape``),
+    so a broken one is refused here rather than once the stack is up.
+    """
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ExperimentError("no such experiment file", path=source) from None
-    except UnicodeDecodeError as exc:
-        raise ExperimentError(f"not a UTF-8 text file ({exc.reason})", path=source) from None
-    except OSError as exc:
-        raise ExperimentError(f"cannot read: {exc.strerror or exc}", path=source) from None
-    return parse_experiment(text, path=source)
+    text = read_input(source, error=ExperimentError, what="experiment")
+    experiment = parse_experiment(text, path=source)
+    if try_custom_shape:
+        _probe_custom_shape(experiment, source)
+    return experiment
 
 
 def parse_experiment(text: str, *, path: Path | str) -> Experiment:
     """Validate experiment YAML ``text``; ``path`` names it in errors and anchors relative files."""
     source = Path(path)
-    tree = _read_yaml(text, source)
+    tree = load_yaml(text, path=source, error=ExperimentError)
     if not isinstance(tree, CommentedMap):
         raise ExperimentError(
             f"expected a mapping of experiment keys (version, name, load, ...), got {_show(tree)}",
@@ -66,158 +77,21 @@ def parse_experiment(text: str, *, path: Path | str) -> Experiment:
             col=1,
         )
     try:
-        experiment = Experiment.model_validate(_plain(tree), context={"source_path": source})
+        experiment = Experiment.model_validate(plain(tree), context={"source_path": source})
     except ValidationError as exc:
         raise _explain(exc, tree, source) from None
     _check_files(experiment, tree, source)
     return experiment
 
 
-def _read_yaml(text: str, source: Path) -> Any:
-    yaml = YAML(typ="rt")
-    try:
-        return yaml.load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        what = exc.problem or exc.context or "cannot parse"
-        # ruamel appends advice paragraphs to some problems; the first line is the point.
-        what = str(what).strip().splitlines()[0]
-        raise ExperimentError(
-            f"YAML syntax error: {what}",
-            path=source,
-            line=None if mark is None else mark.line + 1,
-            col=None if mark is None else mark.column + 1,
-        ) from None
-    except (YAMLError, ValueError) as exc:
-        raise ExperimentError(f"YAML syntax error: {exc}", path=source) from None
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip nodes as plain dicts, lists, str, int, float, bool."""
-    if isinstance(node, Mapping):
-        return {_plain(key): _plain(value) for key, value in node.items()}
-    if isinstance(node, Sequence) and not isinstance(node, str):
-        return [_plain(item) for item in node]
-    if isinstance(node, bool):
-        return bool(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
-
-
-# ---------------------------------------------------------------- positions
-
-
-class _Place:
-    """Where a loc lands in the YAML tree, the field path shown to the user, and the keys
-    the model there accepts.
-
-    The model types are walked alongside the data so that a discriminated union's tag
-    (present in pydantic's loc, absent from the file) is told apart from a key that
-    happens to share its name (`stages: [...]` in a `kind: stages` shape).
-    """
+class _Place(Place):
+    """A place in an experiment file."""
 
     def __init__(self, tree: CommentedMap, loc: Loc, *, at_key: bool = False) -> None:
-        self.line, self.col = 1, 1
-        self.path = ""
-        node: Any = tree
-        model: Any = Experiment
-        for index, part in enumerate(loc):
-            last = index == len(loc) - 1
-            model = _unwrap(model)
-            if _is_union(model):
-                member = _union_member(model, part)
-                if member is not None:
-                    model = member
-                    continue
-                model = None
-            if isinstance(model, type) and issubclass(model, BaseModel):
-                field = next(
-                    (f for n, f in model.model_fields.items() if (f.alias or n) == part), None
-                )
-                model = None if field is None else field.annotation
-            elif typing.get_origin(model) is list:
-                model = typing.get_args(model)[0]
-            else:
-                model = None
-            if isinstance(node, CommentedMap) and part in node:
-                line, col = node.lc.key(part) if at_key and last else node.lc.value(part)
-                if not (at_key and last) and isinstance(node[part], CommentedMap | CommentedSeq):
-                    line, col = node.lc.key(part)  # point at the key that opens a block
-                self.line, self.col = line + 1, col + 1
-                node = node[part]
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-                line, col = node.lc.item(part)
-                self.line, self.col = line + 1, col + 1
-                node = node[part]
-            else:
-                node = None
-            if isinstance(part, int):
-                self.path += f"[{part}]"
-            else:
-                self.path += f".{part}" if self.path else str(part)
-        self._model = model
-        self._node = node
-
-    def allowed_keys(self) -> list[str]:
-        """The keys of the model at the end of the walk (for did-you-mean)."""
-        model = _unwrap(self._model)
-        if _is_union(model) and isinstance(self._node, Mapping):
-            model = _union_member(model, self._node.get("kind"))
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            return [f.alias or n for n, f in model.model_fields.items()]
-        return []
-
-
-def _is_union(annotation: Any) -> bool:
-    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
-
-
-def _unwrap(annotation: Any) -> Any:
-    """Strip Annotated[...] and Optional[...] down to the type that holds the fields."""
-    while True:
-        if typing.get_origin(annotation) is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif _is_union(annotation):
-            members = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(members) != 1:
-                return annotation
-            annotation = members[0]
-        else:
-            return annotation
-
-
-def _union_member(union: Any, tag: Any) -> Any:
-    for member in typing.get_args(union):
-        model = _unwrap(member)
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            kind = model.model_fields.get("kind")
-            if kind is not None and typing.get_args(kind.annotation) == (tag,):
-                return model
-    return None
+        super().__init__(tree, loc, model=Experiment, at_key=at_key)
 
 
 # ---------------------------------------------------------------- messages
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null (nothing)"
-    if isinstance(value, str):
-        return json.dumps(value if len(value) <= 60 else value[:57] + "...", ensure_ascii=False)
-    if isinstance(value, int | float):
-        return f"{value:g}" if isinstance(value, float) and math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, Sequence):
-        return "a list"
-    return type(value).__name__
 
 
 def _quoted_options(text: str) -> list[str]:
@@ -285,6 +159,11 @@ def _describe(error: ErrorDetails, loc: Loc, tree: CommentedMap) -> tuple[str, b
     if kind in bounds:
         sign, key = bounds[kind]
         return f"expected a number {sign} {ctx.get(key)}{got}", False
+    if kind == "too_long":
+        return (
+            f"expected at most {ctx.get('max_length')} item(s), got {ctx.get('actual_length')}",
+            False,
+        )
     if kind == "too_short":
         return f"expected at least {ctx.get('min_length')} item(s){got}", False
     if kind == "string_pattern_mismatch":
@@ -346,10 +225,132 @@ def _check_files(experiment: Experiment, tree: CommentedMap, source: Path) -> No
                 )
     curve = build_shape(shape, base_dir=experiment.base_dir)
     if curve.duration_s <= 0:
-        place = _Place(tree, shape_loc)
-        raise ExperimentError(
-            f"{place.path}: the shape lasts 0s; give it a length",
-            path=source,
-            line=place.line,
-            col=place.col,
+        _refuse(tree, source, shape_loc, "the shape lasts 0s; give it a length")
+    if curve.duration_s > MAX_RUN_S:
+        _refuse(
+            tree,
+            source,
+            shape_loc,
+            f"the shape lasts {format_duration(curve.duration_s)}; the limit is "
+            f"{format_duration(MAX_RUN_S)} (a rehearsal is hours, not days)",
+        )
+    _check_peak(experiment, curve.peak, tree, source)
+    _check_timing(experiment, curve.duration_s, tree, source)
+    _check_target(experiment, tree, source)
+
+
+def _refuse(tree: CommentedMap, source: Path, loc: Loc, message: str) -> NoReturn:
+    place = _Place(tree, loc)
+    raise ExperimentError(f"{place.path}: {message}", path=source, line=place.line, col=place.col)
+
+
+def _peak_loc(shape: Shape) -> Loc:
+    """The key that holds a shape's highest value, to point at when it is too high."""
+    base: Loc = ("load", "shape")
+    if isinstance(shape, ConstantShape):
+        return (*base, shape.value_key)
+    if isinstance(shape, StagesShape):
+        top = max(range(len(shape.stages)), key=lambda i: shape.stages[i].value)
+        return (*base, "stages", top, shape.stages[top].value_key)
+    if isinstance(shape, RampShape):
+        return (*base, "from" if shape.from_ > shape.to else "to")
+    if isinstance(shape, StepShape):
+        return (*base, "step" if shape.step > 0 else "start")
+    if isinstance(shape, SpikeShape):
+        return (*base, "peak" if shape.peak >= shape.base else "base")
+    if isinstance(shape, ViralShape):
+        return (*base, "milestones" if shape.milestones is not None else "cap")
+    if isinstance(shape, ReplayShape):
+        return (*base, "file")
+    return base
+
+
+def _check_peak(experiment: Experiment, peak: float, tree: CommentedMap, source: Path) -> None:
+    limit = MAX_PEAK_RATE if experiment.load.model == "open" else MAX_PEAK_USERS
+    if math.isnan(peak) or peak <= limit:
+        return
+    _refuse(
+        tree,
+        source,
+        _peak_loc(experiment.load.shape),
+        f"the shape peaks at {format_amount(peak)} {experiment.value_unit}; the limit is "
+        f"{format_amount(limit)} {experiment.value_unit}",
+    )
+
+
+def _check_timing(
+    experiment: Experiment, duration: float, tree: CommentedMap, source: Path
+) -> None:
+    """Refuse timings the run can never honour: they are typos, not plans."""
+    load_end = format_duration_approx(duration)
+    for index, fault in enumerate(experiment.faults):
+        if fault.when is None and fault.at >= duration:
+            _refuse(
+                tree,
+                source,
+                ("faults", index, fault.kind, "at"),
+                f"the fault starts at {format_duration(fault.at)}, when the load ({load_end}) "
+                "is over: it would never be applied",
+            )
+        if fault.when is not None and fault.when.for_ >= duration:
+            _refuse(
+                tree,
+                source,
+                ("faults", index, fault.kind, "when", "for"),
+                f"the condition must hold {format_duration(fault.when.for_)}, as long as the "
+                f"whole load ({load_end}) or longer: the fault would never be applied",
+            )
+    for index, guardrail in enumerate(experiment.guardrails):
+        if guardrail.for_ >= duration:
+            _refuse(
+                tree,
+                source,
+                ("guardrails", index, "for"),
+                f"the guardrail waits {format_duration(guardrail.for_)}, as long as the whole "
+                f"load ({load_end}) or longer: it could never stop the run",
+            )
+
+
+def _check_target(experiment: Experiment, tree: CommentedMap, source: Path) -> None:
+    """A target that names a file: the file exists and is a valid target file."""
+    name = experiment.target
+    if name in BUILTIN_TARGETS:
+        return
+    path = Path(name)
+    path = path if path.is_absolute() else experiment.base_dir / path
+    if not path.is_file():
+        _refuse(
+            tree,
+            source,
+            ("target",),
+            f"no such target file {str(path)!r}; expected {' or '.join(BUILTIN_TARGETS)} or "
+            "a target YAML file (relative to the experiment)",
+        )
+    load_target(path)  # its own mistakes point into it
+
+
+def _probe_custom_shape(experiment: Experiment, source: Path) -> None:
+    """Import and try a custom LoadTestShape in a child process before anything starts."""
+    shape = experiment.load.shape
+    if not isinstance(shape, CustomShape):
+        return
+    text = source.read_text(encoding="utf-8")  # already read once and within limits
+    tree = load_yaml(text, path=source, error=ExperimentError)
+    loc: Loc = ("load", "shape", "class")
+    try:
+        probe = probe_custom_shape(
+            shape.class_,
+            base_dir=experiment.base_dir,
+            duration_s=shape.for_,
+            timeout_s=SHAPE_PROBE_TIMEOUT_S,
+        )
+    except ShapeProbeFailed as exc:
+        _refuse(tree, source, loc, str(exc))
+    if probe.peak_users > MAX_PEAK_USERS:
+        _refuse(
+            tree,
+            source,
+            loc,
+            f"tick() asks for {format_amount(probe.peak_users)} users; the limit is "
+            f"{format_amount(MAX_PEAK_USERS)}",
         )

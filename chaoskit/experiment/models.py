@@ -6,7 +6,6 @@ carries ``loc``: the place, relative to the failing model, the loader points the
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -24,8 +23,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from chaoskit._yaml import did_you_mean
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
-from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
+from chaoskit.experiment.limits import MAX_SEGMENTS
+from chaoskit.observe.metrics import METRICS, is_after_run
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "DOMAIN_FAULT_KINDS",
     "NETWORK_FAULT_KINDS",
     "SHAPE_KINDS",
+    "AuditSettings",
     "Behaviour",
     "Check",
     "ConstantShape",
@@ -93,12 +95,6 @@ SHAPE_KINDS: tuple[str, ...] = (
 )
 ReportFormat = Literal["html", "md", "json", "junit", "csv"]
 REPORT_FORMATS: tuple[ReportFormat, ...] = ("html", "md", "json", "junit", "csv")
-
-
-def did_you_mean(given: str, allowed: list[str] | tuple[str, ...]) -> str:
-    """' (did you mean "x"?)' for the closest allowed word, or '' when none is close."""
-    close = difflib.get_close_matches(given, list(allowed), n=1, cutoff=0.6)
-    return f' (did you mean "{close[0]}"?)' if close else ""
 
 
 def problem(message: str, *loc: str | int) -> PydanticCustomError:
@@ -203,6 +199,8 @@ class EligibilitySettings(_Model):
 
     free_orders_per_user: int | None = Field(default=None, ge=0)
     referral_share: float | None = Field(default=None, ge=0, le=1)
+    release_on_failure: bool | None = None
+    """The compensating design: a failed order gives its free order back to the buyer."""
 
 
 class StackSettings(_Model):
@@ -262,7 +260,7 @@ class StagesShape(_Model):
     """Flat stages, one after another."""
 
     kind: Literal["stages"]
-    stages: list[Stage] = Field(min_length=1)
+    stages: list[Stage] = Field(min_length=1, max_length=MAX_SEGMENTS)
 
     @model_validator(mode="after")
     def _same_key(self) -> StagesShape:
@@ -294,7 +292,7 @@ class StepShape(_Model):
     start: Amount
     step: float = Field(allow_inf_nan=False)
     every: PositiveDuration
-    steps: int = Field(ge=1)
+    steps: int = Field(ge=1, le=MAX_SEGMENTS)
 
     @model_validator(mode="after")
     def _never_negative(self) -> StepShape:
@@ -350,7 +348,7 @@ class ViralShape(_Model):
     doubling: PositiveDuration | None = None
     cap: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     hold: Duration | None = None
-    milestones: list[Milestone] | None = Field(default=None, min_length=1)
+    milestones: list[Milestone] | None = Field(default=None, min_length=1, max_length=MAX_SEGMENTS)
     time_scale: Scale = 1.0
     rate_scale: Scale = 1.0
 
@@ -443,7 +441,7 @@ class LoadSettings(_Model):
 
 
 def _no_audit(value: str) -> str:
-    if value in AUDIT_METRICS:
+    if is_after_run(value):
         raise PydanticCustomError(
             "experiment",
             "{message}",
@@ -468,6 +466,14 @@ class Trigger(_Model):
         if (self.above is None) == (self.below is None):
             raise problem("expected exactly one of above or below")
         return self
+
+    def holds(self, value: float | None) -> bool:
+        """Whether one sample meets the condition (no data never does)."""
+        if value is None:
+            return False
+        if self.above is not None:
+            return value > self.above
+        return self.below is not None and value < self.below
 
 
 class _FaultBase(_Model):
@@ -732,9 +738,18 @@ class _Bounds(_Model):
             raise problem(f"min ({self.min:g}) is above max ({self.max:g})", "min")
         return self
 
-    def holds(self, value: float) -> bool:
-        """Whether ``value`` is within the bounds."""
+    def ok(self, value: float | None) -> bool | None:
+        """True within bounds, False outside, None when there is no value (never a pass)."""
+        if value is None:
+            return None
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def describe(self) -> str:
+        """The bound as a reader would say it: ``latency_p95_ms >= 1 and <= 500``."""
+        bounds = ((">=", self.min), ("<=", self.max))
+        return f"{self.metric} " + " and ".join(
+            f"{op} {bound:g}" for op, bound in bounds if bound is not None
+        )
 
 
 class Check(_Bounds):
@@ -760,6 +775,13 @@ class ReportSettings(_Model):
 # ---------------------------------------------------------------- the experiment
 
 
+class AuditSettings(_Model):
+    """What the post-run audit holds the ledgers to."""
+
+    credit_slo: PositiveDuration | None = None
+    """A coupon credit landing (or still queued) later than this after its order is late."""
+
+
 class Experiment(_Model):
     """One experiment file: target, stack settings, load, faults, hypothesis, guardrails."""
 
@@ -775,6 +797,7 @@ class Experiment(_Model):
     hypothesis: list[Check] = Field(default_factory=list)
     guardrails: list[Guardrail] = Field(default_factory=list)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     _source_path: Path | None = PrivateAttr(default=None)
 
@@ -854,6 +877,24 @@ class Experiment(_Model):
                     index,
                     fault.kind,
                     "kind",
+                )
+        # A triggered fault may start at any time, so it may overlap any other fault of its
+        # kind on its target; the second one's removal would cancel the first. Refused.
+        for j, fault in enumerate(self.faults):
+            for i, other in enumerate(self.faults[:j]):
+                if (other.kind, other.target) != (fault.kind, fault.target):
+                    continue
+                if fault.when is None and other.when is None:
+                    continue
+                triggered = fault if fault.when is not None else other
+                raise problem(
+                    f'may overlap fault "{other.name}" (faults[{i}]): two {fault.kind} faults on '
+                    f'{fault.target} at once, and "{triggered.name}" starts whenever its '
+                    "condition holds; give them different kinds or targets, or one fault",
+                    "faults",
+                    j,
+                    fault.kind,
+                    "when" if fault.when is not None else "name",
                 )
         timed = [(i, f) for i, f in enumerate(self.faults) if f.when is None]
         for later, (j, fault) in enumerate(timed):

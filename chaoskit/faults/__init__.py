@@ -1,23 +1,4 @@
-"""Faults: the Toxiproxy client, domain faults through /admin, the timeline applying them."""
+"""Faults: the Toxiproxy client, domain faults through /admin, the timeline applying them.
 
-from chaoskit.faults.toxiproxy import (
-    Proxy,
-    ProxySpec,
-    Toxic,
-    ToxicName,
-    ToxiproxyClient,
-    is_chaoskit_toxic,
-    parse_toxic_name,
-    toxic_name,
-)
-
-__all__ = [
-    "Proxy",
-    "ProxySpec",
-    "Toxic",
-    "ToxicName",
-    "ToxiproxyClient",
-    "is_chaoskit_toxic",
-    "parse_toxic_name",
-    "toxic_name",
-]
+Private: the public names are re-exported from ``chaoskit``. Nothing is imported here, so
+importing one module of this package does not pull in the others."""

@@ -7,7 +7,6 @@ Everything is written to the run's record *before* it touches the target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from chaoskit.errors import ChaoskitError, FaultNotApplied
@@ -18,6 +17,7 @@ from chaoskit.experiment.models import (
 )
 from chaoskit.faults.domain import AdminClient, domain_change
 from chaoskit.faults.toxiproxy import Stream, Toxic, ToxiproxyClient, toxic_name
+from chaoskit.planning import FaultWindow
 from chaoskit.run.registry import LiveRecord
 from chaoskit.stack.endpoints import StackEndpoints
 
@@ -25,20 +25,9 @@ __all__ = [
     "Actuator",
     "ContainerActuator",
     "DomainActuator",
-    "FaultSpec",
     "NetworkActuator",
     "make_actuator",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class FaultSpec:
-    """What the timeline knows of one fault: its kind, where it hits and its parameters."""
-
-    name: str
-    kind: str
-    target: str = ""  # the dependency or service it hits (the experiment model says which)
-    params: dict[str, Any] = field(default_factory=dict)
 
 
 class Actuator(Protocol):
@@ -85,7 +74,7 @@ class NetworkActuator:
     def __init__(
         self,
         *,
-        spec: FaultSpec,
+        spec: FaultWindow,
         run_id: str,
         endpoints: StackEndpoints,
         record: LiveRecord,
@@ -171,7 +160,7 @@ class DomainActuator:
     """A settings change on one service's /admin, with the previous values put back."""
 
     def __init__(
-        self, *, spec: FaultSpec, admin: AdminClient, services: dict[str, str], record: LiveRecord
+        self, *, spec: FaultWindow, admin: AdminClient, services: dict[str, str], record: LiveRecord
     ) -> None:
         self._spec = spec
         self._change = domain_change(spec.kind, spec.params)
@@ -217,7 +206,7 @@ class DomainActuator:
 class ContainerActuator:
     """A Docker-level fault on one service's container (pause, stop, kill, CPU limit)."""
 
-    def __init__(self, *, spec: FaultSpec, endpoints: StackEndpoints, record: LiveRecord) -> None:
+    def __init__(self, *, spec: FaultWindow, endpoints: StackEndpoints, record: LiveRecord) -> None:
         service = spec.target
         container = endpoints.containers.get(service)
         if container is None:
@@ -252,7 +241,7 @@ class ContainerActuator:
 
 
 def make_actuator(
-    spec: FaultSpec,
+    spec: FaultWindow,
     *,
     run_id: str,
     endpoints: StackEndpoints,

@@ -9,53 +9,51 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from chaoskit.events import Event
-from chaoskit.faults.actuators import Actuator, FaultSpec
+from chaoskit.events import (
+    Event,
+    FaultApplied,
+    FaultFailed,
+    FaultRemoved,
+    FaultRequested,
+    FaultUpdated,
+    LogMessage,
+)
+from chaoskit.faults.actuators import Actuator
+from chaoskit.planning import FaultWindow
 
-__all__ = ["FaultState", "FaultTimeline", "FaultWindowSpec", "Trigger"]
+__all__ = ["FaultRecord", "FaultState", "FaultTimeline"]
 
 Status = Literal["pending", "active", "removed", "failed", "skipped"]
 _RAMP_STEP_S = 0.25
 
 
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    """Start a fault when ``metric`` is above/below a value for ``for_s`` seconds."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultRecord:
+    """One fault as it played out (seconds since the load started; None: did not happen)."""
 
-    metric: str
-    above: float | None = None
-    below: float | None = None
-    for_s: float = 0.0
-
-    def holds(self, value: float | None) -> bool:
-        """Whether one sample meets the condition."""
-        if value is None:
-            return False
-        if self.above is not None and not value > self.above:
-            return False
-        return not (self.below is not None and not value < self.below)
-
-
-@dataclass(frozen=True, slots=True)
-class FaultWindowSpec:
-    """One fault on the timeline: when it starts, how long it lasts, how it ramps."""
-
-    spec: FaultSpec
-    start: float | None  # run seconds; None when a trigger decides
-    duration: float | None  # None: until the load ends
-    ramp: float | None = None
-    trigger: Trigger | None = None
+    name: str
+    kind: str
+    target: str
+    params: Mapping[str, object]
+    status: Status
+    scheduled_at: float | None  # when the plan (or its trigger) said it should start
+    requested_at: float | None  # when the actuator was asked
+    applied_at: float | None  # when the server confirmed it
+    removed_at: float | None  # when it was rolled back
+    apply_lag_ms: float | None
+    remove_lag_ms: float | None
+    error: str | None  # why it could not be applied or removed
 
 
 @dataclass
 class FaultState:
     """A fault window as it plays out."""
 
-    window: FaultWindowSpec
+    window: FaultWindow
     start: float | None
     end: float | None
     status: Status = "pending"
@@ -71,23 +69,23 @@ class FaultState:
     level: float = 0.0
     last_ramp: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        """The fault's line in summary.json."""
-        spec = self.window.spec
-        return {
-            "name": spec.name,
-            "kind": spec.kind,
-            "target": spec.target,
-            "params": {k: v for k, v in spec.params.items() if v is not None},
-            "scheduled_at": _r(self.scheduled_at),
-            "requested_at": _r(self.requested_at),
-            "applied_at": _r(self.applied_at),
-            "removed_at": _r(self.removed_at),
-            "apply_lag_ms": _r(self.apply_lag_ms),
-            "remove_lag_ms": _r(self.remove_lag_ms),
-            "status": self.status,
-            "error": self.error,
-        }
+    def record(self) -> FaultRecord:
+        """The fault as it played out so far."""
+        spec = self.window
+        return FaultRecord(
+            name=spec.name,
+            kind=spec.kind,
+            target=spec.target,
+            params={k: v for k, v in spec.params.items() if v is not None},
+            status=self.status,
+            scheduled_at=_r(self.scheduled_at),
+            requested_at=_r(self.requested_at),
+            applied_at=_r(self.applied_at),
+            removed_at=_r(self.removed_at),
+            apply_lag_ms=_r(self.apply_lag_ms),
+            remove_lag_ms=_r(self.remove_lag_ms),
+            error=self.error,
+        )
 
 
 def _r(value: float | None) -> float | None:
@@ -100,8 +98,8 @@ class FaultTimeline:
     def __init__(
         self,
         *,
-        windows: list[FaultWindowSpec],
-        make_actuator: Callable[[FaultSpec], Actuator],
+        windows: Sequence[FaultWindow],
+        make_actuator: Callable[[FaultWindow], Actuator],
         emit: Callable[[Event], None],
         clock: Callable[[], float],
         tick_s: float = 0.01,
@@ -118,7 +116,7 @@ class FaultTimeline:
             FaultState(
                 window=w,
                 start=w.start,
-                end=None if w.start is None else _end(w.start, w.duration),
+                end=None if w.start is None else _end(w.start, w.length),
                 scheduled_at=w.start,
             )
             for w in windows
@@ -152,10 +150,10 @@ class FaultTimeline:
         with self._lock:
             return [s for s in self.states if s.status == "active"]
 
-    def to_json(self) -> list[dict[str, Any]]:
-        """Every fault's line for summary.json."""
+    def records(self) -> tuple[FaultRecord, ...]:
+        """Every fault as it played out so far."""
         with self._lock:
-            return [s.to_json() for s in self.states]
+            return tuple(s.record() for s in self.states)
 
     def observed_windows(self) -> list[tuple[float, float]]:
         """When faults were really in place (applied to removed), for phase boundaries."""
@@ -177,10 +175,10 @@ class FaultTimeline:
                 if trigger.holds(metrics.get(trigger.metric)):
                     if state.trigger_since is None:
                         state.trigger_since = t
-                    if t - state.trigger_since >= trigger.for_s:
+                    if t - state.trigger_since >= trigger.for_:
                         state.start = t
                         state.scheduled_at = t
-                        state.end = _end(t, state.window.duration)
+                        state.end = _end(t, state.window.length)
                 else:
                     state.trigger_since = None
 
@@ -214,18 +212,11 @@ class FaultTimeline:
         return max(0.0, min(1.0, (now - state.start) / ramp))
 
     def _apply(self, state: FaultState, now: float) -> None:
-        spec = state.window.spec
+        spec = state.window
         state.requested_at = now
         self._emit(
-            Event(
-                "fault_requested",
-                now,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "target": spec.target,
-                    "params": spec.params,
-                },
+            FaultRequested(
+                t=now, name=spec.name, kind=spec.kind, target=spec.target, params=spec.params
             )
         )
         try:
@@ -237,11 +228,7 @@ class FaultTimeline:
             state.error = str(exc)
             self.failures.append(f"fault {spec.name!r} could not be applied: {exc}")
             self._emit(
-                Event(
-                    "fault_failed",
-                    self._clock(),
-                    {"name": spec.name, "kind": spec.kind, "error": str(exc)},
-                )
+                FaultFailed(t=self._clock(), name=spec.name, kind=spec.kind, error=str(exc))
             )
             return
         confirmed = self._clock()
@@ -251,16 +238,13 @@ class FaultTimeline:
         base = state.scheduled_at if state.scheduled_at is not None else now
         state.apply_lag_ms = (confirmed - base) * 1000.0
         self._emit(
-            Event(
-                "fault_applied",
-                confirmed,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "target": spec.target,
-                    "lag_ms": round(state.apply_lag_ms, 2),
-                    "ends_at": state.end,
-                },
+            FaultApplied(
+                t=confirmed,
+                name=spec.name,
+                kind=spec.kind,
+                target=spec.target,
+                lag_ms=round(state.apply_lag_ms, 2),
+                ends_at=state.end,
             )
         )
 
@@ -271,20 +255,12 @@ class FaultTimeline:
         try:
             state.actuator.update(state.level)
         except Exception as exc:  # a missed ramp step is retried on the next one
-            self._emit(
-                Event("log", now, {"level": "warning", "message": f"ramp step failed: {exc}"})
-            )
+            self._emit(LogMessage(t=now, level="warning", message=f"ramp step failed: {exc}"))
             return
-        self._emit(
-            Event(
-                "fault_updated",
-                now,
-                {"name": state.window.spec.name, "level": round(state.level, 3)},
-            )
-        )
+        self._emit(FaultUpdated(t=now, name=state.window.name, level=round(state.level, 3)))
 
     def _remove(self, state: FaultState, reason: str) -> str | None:
-        spec = state.window.spec
+        spec = state.window
         asked = self._clock()
         error: str | None = None
         for attempt in range(3):
@@ -300,24 +276,19 @@ class FaultTimeline:
         if error is not None:
             state.error = error
             state.status = "failed"
-            self._emit(
-                Event("fault_failed", done, {"name": spec.name, "kind": spec.kind, "error": error})
-            )
+            self._emit(FaultFailed(t=done, name=spec.name, kind=spec.kind, error=error))
             return error
         state.status = "removed"
         state.removed_at = done
         planned = state.end if state.end is not None and reason == "window ended" else asked
         state.remove_lag_ms = (done - planned) * 1000.0
         self._emit(
-            Event(
-                "fault_removed",
-                done,
-                {
-                    "name": spec.name,
-                    "kind": spec.kind,
-                    "reason": reason,
-                    "lag_ms": round(state.remove_lag_ms, 2),
-                },
+            FaultRemoved(
+                t=done,
+                name=spec.name,
+                kind=spec.kind,
+                reason=reason,
+                lag_ms=round(state.remove_lag_ms, 2),
             )
         )
         return None

@@ -16,6 +16,7 @@ import sys
 import traceback
 
 from chaoskit.errors import ChaoskitError
+from chaoskit.exit_codes import ExitCode, exit_code_for_error
 
 _USAGE = "python -m chaoskit.load SPEC.json | --worker --master HOST:PORT"
 
@@ -33,6 +34,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     """Run the engine; returns the exit code."""
+    from chaoskit.load.lifeline import die_with_parent
+
+    die_with_parent()  # never outlive the driver (or master) that started this process
     args = _parse(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="load: %(message)s")
     from chaoskit.load.engine_dist import run_master, run_worker
@@ -54,11 +58,11 @@ def main(argv: list[str]) -> int:
         return run_local(spec, stop)
     except ChaoskitError as exc:
         print(f"load: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return int(exit_code_for_error(exc))
     except Exception as exc:  # the runner reads the error line; the traceback goes to stderr
         traceback.print_exc()
         emit({"type": "error", "message": f"{type(exc).__name__}: {exc}"})
-        return 1
+        return int(ExitCode.ERROR)
 
 
 if __name__ == "__main__":

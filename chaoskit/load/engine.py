@@ -342,6 +342,8 @@ class LoadGenerator:
                     if not behaviour.reuse_idempotency_key:
                         order_id = f"{intent.intent_id}.{attempt_no}"
                 attempt, ended_t = self._attempt(session, intent, order_id, due_t)
+                if not attempt_no:
+                    self.tally.first_try(ok=attempt.told == "ok", started_t=started_t)
                 if attempt.told == "ok":
                     self.tally.fulfilled((ended_t - started_t) * 1000.0, started_t)
                     return

@@ -37,6 +37,7 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 from chaoskit.errors import EnvironmentProblem
 from chaoskit.load.engine import LoadGenerator, Share
 from chaoskit.load.engine_run import Clock, StopSignal, build_curve, emit, tick_line
+from chaoskit.load.lifeline import child_env
 from chaoskit.load.spec import LoadSpec
 from chaoskit.load.tally import merge_deltas
 
@@ -114,7 +115,10 @@ def run_master(spec: LoadSpec, stop: StopSignal) -> int:
         ]
         for _ in range(spec.workers):
             children.append(
-                subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                # Each worker dies with this master (chaoskit.load.lifeline), however it ends.
+                subprocess.Popen(
+                    command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=child_env()
+                )
             )
     try:
         return _drive(spec, stop, master=master, merger=merger, children=children)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from chaoskit.load.lifeline import child_env
 from chaoskit.load.spec import LoadSpec, write_spec
 
 __all__ = ["LoadProcess"]
@@ -52,7 +53,8 @@ class LoadProcess:
             bufsize=1,
             # Its own session: a terminal's Ctrl-C reaches the driver, which stops us in order.
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # It dies with this driver, whatever kills the driver (chaoskit.load.lifeline).
+            env=child_env({**os.environ, "PYTHONUNBUFFERED": "1"}),
         )
         return cls(popen, spec_path)
 
@@ -143,3 +145,25 @@ class LoadProcess:
     def stderr_tail(self) -> str:
         """The engine's last stderr lines."""
         return "\n".join(self._stderr)
+
+    def failure_reason(self) -> str:
+        """Why the engine failed, never empty: its last stderr line, else how it ended."""
+        lines = [line for line in self._stderr if line.strip()]
+        code = self._popen.poll()
+        if code is None:
+            how = "still running"
+        elif code < 0:
+            name = _signal_name(-code)
+            how = f"killed by {name}" + (" (out of memory?)" if -code == signal.SIGKILL else "")
+        else:
+            how = f"exit code {code}"
+        if lines:
+            return f"{lines[-1].strip()} ({how})"
+        return f"{how}, with no message on stderr"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"

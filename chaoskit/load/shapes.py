@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+from chaoskit._yaml import decode
 from chaoskit.errors import ExperimentError
 from chaoskit.experiment.durations import format_duration
+from chaoskit.experiment.limits import MAX_REPLAY_BYTES, MAX_SEGMENTS
 from chaoskit.experiment.models import (
     ConstantShape,
     CustomShape,
@@ -207,21 +210,33 @@ def format_amount(value: float) -> str:
     """A count or rate, short: 1000000 -> "1M", 2500 -> "2.5k", 12.5 -> "12.5"."""
     if math.isnan(value):
         return "?"
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
+    if math.isinf(value):
+        return "∞" if value > 0 else "-∞"
+    # Pick the unit after rounding, so 999,999 reads "1M", not "1e+03k".
+    for size, suffix in ((1.0, ""), (1e3, "k"), (1e6, "M"), (1e9, "G"), (1e12, "T")):
+        shown = float(f"{value / size:.3g}")
+        if abs(shown) < 1000:
+            return f"{shown:g}{suffix}"
     return f"{value:.3g}"
 
 
 def read_replay_csv(path: Path) -> list[tuple[float, float]]:
     """(time_s, value) rows of a replay CSV; ExperimentError points at the bad line."""
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_REPLAY_BYTES:
+            raise ExperimentError(
+                f"the replay CSV is {size / 1024 / 1024:.1f} MiB; the limit is "
+                f"{MAX_REPLAY_BYTES // 1024 // 1024} MiB",
+                path=path,
+            )
+        data = path.read_bytes()
     except OSError as exc:
         raise ExperimentError(f"cannot read replay CSV: {exc.strerror or exc}", path=path) from exc
+    text = decode(data, path=path, error=ExperimentError, what="replay CSV")
     rows: list[tuple[float, float]] = []
-    with handle:
-        reader = csv.reader(handle)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
         header: list[str] | None = None
         for record in reader:
             line = reader.line_num
@@ -261,6 +276,14 @@ def read_replay_csv(path: Path) -> list[tuple[float, float]]:
                     line=line,
                 )
             rows.append((point[0], point[1]))
+            if len(rows) > MAX_SEGMENTS:
+                raise ExperimentError(
+                    f"more than {MAX_SEGMENTS:,} rows (the limit); resample the recording",
+                    path=path,
+                    line=line,
+                )
+    except csv.Error as exc:
+        raise ExperimentError(f"not a CSV file: {exc}", path=path, line=reader.line_num) from None
     if len(rows) < 2:
         raise ExperimentError(
             f"expected at least 2 rows of time_s,rate, got {len(rows)}", path=path

@@ -20,6 +20,8 @@ COUNT_FIELDS = (
     "requests",
     "request_errors",
     "dropped",
+    "first_tries",
+    "first_try_failed",
 )
 _LOWEST_MS, _HIGHEST_MS, _DIGITS = 1, 3_600_000, 3
 
@@ -95,6 +97,17 @@ class Tally:
         self.fulfilment_ms[_clamp_ms(fulfilment_ms)] += 1
         if started_t is not None:
             self.by_start[f"{int(started_t)}:f"] += 1
+
+    def first_try(self, *, ok: bool, started_t: float | None = None) -> None:
+        """An intent's first attempt ended (``ok`` or not), whatever its re-clicks do after."""
+        self.counts["first_tries"] += 1
+        if not ok:
+            self.counts["first_try_failed"] += 1
+        if started_t is not None:
+            second = int(started_t)
+            self.by_start[f"{second}:t"] += 1
+            if not ok:
+                self.by_start[f"{second}:1"] += 1
 
     def take(self) -> dict[str, Any]:
         """The delta since the last call (histograms encoded), and reset."""

@@ -59,6 +59,8 @@ class _Tick:
     abandoned: int
     requests: int
     request_errors: int
+    first_tries: int
+    first_try_failed: int
     steps: array[int]  # failures per FAILURE_STEPS
     pcts: dict[str, tuple[float | None, int]]  # "latency_p95_ms" -> (value, observations)
     cum_started: int = 0
@@ -152,6 +154,8 @@ class MetricsAggregator:
         # A phase is judged by what became of the intents that started in it, however late
         # they finished (a re-clicking buyer's failure lands seconds after the fault).
         self._by_start: dict[int, list[int]] = {}
+        # First attempts by the second their intent started: [first tries, first-try failures].
+        self._first_by_start: dict[int, list[int]] = {}
 
     # ---- input ---------------------------------------------------------------------------
 
@@ -213,6 +217,8 @@ class MetricsAggregator:
             abandoned=int(tick.get("abandoned", 0)),
             requests=int(tick.get("requests", 0)),
             request_errors=int(tick.get("request_errors", 0)),
+            first_tries=int(tick.get("first_tries", 0)),
+            first_try_failed=int(tick.get("first_try_failed", 0)),
             steps=steps,
             pcts=pcts,
         )
@@ -220,9 +226,14 @@ class MetricsAggregator:
             for key, n in (tick.get("by_start") or {}).items():
                 second, _, kind = str(key).partition(":")
                 try:
-                    slot = self._by_start.setdefault(int(second), [0, 0])
+                    start = int(second)
                 except ValueError:
                     continue
+                if kind in ("t", "1"):
+                    first = self._first_by_start.setdefault(start, [0, 0])
+                    first[0 if kind == "t" else 1] += int(n)
+                    continue
+                slot = self._by_start.setdefault(start, [0, 0])
                 slot[1] += int(n)
                 if kind == "f":
                     slot[0] += int(n)
@@ -427,6 +438,10 @@ class MetricsAggregator:
                 row["fulfilment_rate"] = _ratio(sum(k.fulfilled for k in ticks), started)
             elif self._by_start:
                 row["fulfilment_rate"] = self._fulfilment_by_start(t0, t1)
+            if self._first_by_start:
+                # Judged by the intents that started in the window, as fulfilment is.
+                lo, hi = (-math.inf, math.inf) if overall else (t0, t1)
+                row["first_try_failure_rate"] = self._first_try_by_start(lo, hi)
         snaps = self._snaps[
             bisect.bisect_right(self._snap_ts, t0) : bisect.bisect_right(self._snap_ts, t1)
         ]
@@ -448,6 +463,15 @@ class MetricsAggregator:
                 finished += n
         return _ratio(fulfilled, finished)
 
+    def _first_try_by_start(self, t0: float, t1: float) -> float | None:
+        """First-try failures / first tries among intents that started in [t0, t1)."""
+        tries = failed = 0
+        for second, (n, f) in self._first_by_start.items():
+            if t0 <= second < t1:
+                tries += n
+                failed += f
+        return _ratio(failed, tries)
+
     def _client_values(self, ticks: list[_Tick], pcts: Row, *, scale: float) -> Row:
         started = sum(k.started for k in ticks)
         fulfilled = sum(k.fulfilled for k in ticks)
@@ -463,6 +487,9 @@ class MetricsAggregator:
             "fulfilment_rate": _ratio(fulfilled, finished),
             "retry_amplification": _ratio(requests, started),
             "error_rate": _ratio(errors, requests),
+            "first_try_failure_rate": _ratio(
+                sum(k.first_try_failed for k in ticks), sum(k.first_tries for k in ticks)
+            ),
         }
         for step, idx in _STEP_INDEX.items():
             row[f"failures.{step}"] = sum(k.steps[idx] for k in ticks) * scale

@@ -1,19 +1,24 @@
 """The audit: after the load, reconcile what clients were told with the stack's ledgers.
 
 Invariants (each lists the offending order ids, the first 50 in sorted order):
-  lost_orders      a client was told ok, but the orders ledger has no live order for that id
-  phantom_orders   every attempt with that id was told failed/timeout, yet the order exists
-  double_credits   an order this run placed has more than one coupon credit row
-  missing_credits  an eligible, live order a client was told ok about has no credit after the drain
-  oversold         an item has more reserved than stock (ids are item names here)
+  lost_orders        a client was told ok, but the orders ledger has no live order for that id
+  phantom_orders     every attempt with that id was told failed/timeout, yet the order exists
+  double_credits     an order this run placed has more than one coupon credit row
+  missing_credits    an eligible, live order a client was told ok about has no credit, and none
+                     is durably queued in the gateway's outbox
+  late_credits       a credit landed (or is still queued) later than audit.credit_slo
+  lost_entitlements  a free order was granted to an attempt that did not end credited, and the
+                     buyer got no other credited free order
+  oversold           an item has more reserved than stock (ids are item names here)
 
-Outcome files can hold millions of lines: they are streamed, and only sets of order ids
-are kept. The ledgers are streamed too, one record at a time.
+The reconciliation itself is ``chaoskit.observe.ledger.reconcile`` over typed records; this
+module is the stub stack's adapter: it reads the outcome files and the services' /ledger
+exports into those records. Outcome files can hold millions of lines: they are streamed, and
+only sets of order ids are kept. The orders and credits ledgers are streamed too.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import re
 import time
@@ -25,12 +30,22 @@ from typing import Any, Literal
 import httpx
 
 from chaoskit.errors import TargetUnreachable
+from chaoskit.observe.ledger import (
+    ClientOutcomes,
+    CreditRecord,
+    EntitlementGrant,
+    FreeOrderRates,
+    InvariantResult,
+    InventoryRecord,
+    OrderRecord,
+    QueuedCredit,
+    reconcile,
+)
 from chaoskit.observe.metrics import AUDIT_METRICS
 
 __all__ = ["AuditResult", "DrainResult", "InvariantResult", "drain", "run_audit"]
 
 AuditStatus = Literal["passed", "failed", "skipped"]
-MAX_IDS = 50
 _MAX_RECORD_CHARS = 1 << 20  # a ledger record is ~200 chars: more unparsed text means bad JSON
 _LEDGER_SERVICES = ("orders", "coupon", "inventory")
 # The engine writes {"intent":..,"order_id":..,"told":..}; these read a line ~8x faster
@@ -61,24 +76,6 @@ class DrainResult:
 
 
 @dataclass(frozen=True, slots=True)
-class InvariantResult:
-    """One invariant: how many violations and the first ids."""
-
-    count: int = 0
-    order_ids: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, ids: Iterable[str]) -> InvariantResult:
-        """From every violating id (sorted, the first MAX_IDS kept)."""
-        pool = set(ids)
-        return cls(count=len(pool), order_ids=tuple(heapq.nsmallest(MAX_IDS, pool)))
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary.json form."""
-        return {"count": self.count, "order_ids": list(self.order_ids)}
-
-
-@dataclass(frozen=True, slots=True)
 class AuditResult:
     """The audit's verdict; ``to_json`` is summary.json's "audit"."""
 
@@ -87,18 +84,46 @@ class AuditResult:
     invariants: dict[str, InvariantResult] = field(default_factory=dict)
     records: int = 0  # outcome lines read
     bad_lines: int = 0  # outcome lines that were not records (e.g. cut off by a kill)
+    queued_credits: int | None = None  # this run's credits still in the durable outbox
+    oldest_queued_age_s: float | None = None  # the oldest of them: order time to the audit
+    credit_slo_s: float | None = None
+    free_orders: dict[str, FreeOrderRates] = field(default_factory=dict)  # phase|overall ->
 
     @property
     def ok(self) -> bool:
         """False only when an invariant was violated."""
         return self.status != "failed"
 
+    def kpis(self, phase: str = "overall") -> dict[str, float | None]:
+        """The ledger KPIs (free_orders_honoured_rate, ..._in_slo_rate) of one phase or overall."""
+        rates = self.free_orders.get(phase)
+        if rates is None:
+            return {}
+        return {
+            "free_orders_honoured_rate": rates.honoured_rate,
+            "free_orders_honoured_in_slo_rate": rates.in_slo_rate,
+        }
+
     def to_json(self) -> dict[str, Any]:
-        """{"status", "reason", "invariants": {name: {"count", "order_ids"}}}."""
+        """{"status", "reason", "invariants": {name: {"count", "order_ids"[, "skipped"]}},
+        "queued_credits", "oldest_queued_age_s", "credit_slo_s", "free_orders"}."""
         return {
             "status": self.status,
             "reason": self.reason,
             "invariants": {name: inv.to_json() for name, inv in self.invariants.items()},
+            "queued_credits": self.queued_credits,
+            "oldest_queued_age_s": None
+            if self.oldest_queued_age_s is None
+            else round(self.oldest_queued_age_s, 3),
+            "credit_slo_s": self.credit_slo_s,
+            "free_orders": {
+                phase: {
+                    "entitled": r.entitled,
+                    "honoured": r.honoured,
+                    "in_slo": r.in_slo,
+                }
+                for phase, r in self.free_orders.items()
+            },
         }
 
 
@@ -141,13 +166,26 @@ class _NoLedger(Exception):
     pass
 
 
-def run_audit(
-    services: Mapping[str, str], outcomes_dir: Path, *, timeout_s: float = 60.0
-) -> AuditResult:
-    """Reconcile ``outcomes_dir/*.jsonl`` with the orders, coupon and inventory ledgers.
+class _NoArray(ValueError):
+    pass
 
-    Skipped (with the reason) when the target exposes no ledgers or no outcomes were
-    recorded. Raises TargetUnreachable when a ledger is there but cannot be read.
+
+def run_audit(
+    services: Mapping[str, str],
+    outcomes_dir: Path,
+    *,
+    timeout_s: float = 60.0,
+    credit_slo_s: float | None = None,
+    phases: Mapping[str, tuple[float, float]] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> AuditResult:
+    """Reconcile ``outcomes_dir/*.jsonl`` with the stack's ledgers.
+
+    ``phases``: phase name -> [start, end) in epoch seconds, for the per-phase KPIs.
+    Skipped (with the reason) when the target exposes no orders/coupon/inventory ledgers or
+    no outcomes were recorded; the entitlement invariant alone is skipped (with a note) when
+    the target names no eligibility ledger. Raises TargetUnreachable when a ledger is there
+    but cannot be read.
     """
     missing = [name for name in _LEDGER_SERVICES if name not in services]
     if missing:
@@ -162,32 +200,60 @@ def run_audit(
     timeout = httpx.Timeout(timeout_s, connect=5.0)
     try:
         with httpx.Client(timeout=timeout, trust_env=False) as client:
-            invariants = _reconcile(client, services, told)
+            # The queue before the credits: a credit moving from one to the other in between
+            # is then seen at least once, never in neither.
+            queue, _ = _optional(client, services, "gateway", "outbox", _queued)
+            grants, grants_note = _optional(client, services, "eligibility", "grants", _grant)
+            found = reconcile(
+                told,
+                orders=map(_order, _ledger_items(client, services["orders"], "orders")),
+                credits=map(_credit, _ledger_items(client, services["coupon"], "credits")),
+                queue=queue,
+                grants=grants,
+                items=map(_item, _ledger_items(client, services["inventory"], "items")),
+                credit_slo_s=credit_slo_s,
+                now=clock(),
+                phases=phases,
+                no_grants_note=grants_note,
+            )
     except _NoLedger as exc:
         return AuditResult("skipped", str(exc), records=told.records, bad_lines=told.bad_lines)
-    failed = any(inv.count for inv in invariants.values())
+    invariants = {name: found.invariants[name] for name in AUDIT_METRICS}
+    violated = [name for name, inv in invariants.items() if inv.violated]
     return AuditResult(
-        "failed" if failed else "passed",
-        ""
-        if not failed
-        else "invariants violated: "
-        + ", ".join(name for name, inv in invariants.items() if inv.count),
+        "failed" if violated else "passed",
+        "invariants violated: " + ", ".join(violated) if violated else "",
         invariants,
         records=told.records,
         bad_lines=told.bad_lines,
+        queued_credits=found.queued_credits,
+        oldest_queued_age_s=found.oldest_queued_age_s,
+        credit_slo_s=credit_slo_s,
+        free_orders=found.free_orders,
     )
 
 
-@dataclass(slots=True)
-class _Told:
-    ok: set[str] = field(default_factory=set)  # order ids some attempt was told ok for
-    attempted: set[str] = field(default_factory=set)  # every order id a client sent
-    records: int = 0
-    bad_lines: int = 0
+def _optional(
+    client: httpx.Client,
+    services: Mapping[str, str],
+    service: str,
+    key: str,
+    convert: Callable[[dict[str, Any]], Any],
+) -> tuple[list[Any] | None, str]:
+    """A ledger the audit can do without: its records, or None and why."""
+    if service not in services:
+        return None, f"the target names no {service} ledger ({key})"
+    try:
+        items = _ledger_items(client, services[service], key, optional=True)
+        return [convert(r) for r in items], ""
+    except _NoLedger as exc:
+        return None, str(exc)
+    except _NoArray:
+        return None, f"the {service} ledger has no {key} export"
 
 
-def _read_outcomes(outcomes_dir: Path) -> _Told:
-    told = _Told()
+def _read_outcomes(outcomes_dir: Path) -> ClientOutcomes:
+    told = ClientOutcomes()
     if not outcomes_dir.is_dir():
         return told
     for path in sorted(outcomes_dir.glob("*.jsonl")):
@@ -197,7 +263,7 @@ def _read_outcomes(outcomes_dir: Path) -> _Told:
     return told
 
 
-def _read_line(line: str, told: _Told) -> None:
+def _read_line(line: str, told: ClientOutcomes) -> None:
     id_match = _ORDER_ID.search(line)
     told_match = _TOLD.search(line)
     if id_match is not None and told_match is not None:
@@ -220,52 +286,60 @@ def _read_line(line: str, told: _Told) -> None:
         told.ok.add(order_id)
 
 
-def _reconcile(
-    client: httpx.Client, services: Mapping[str, str], told: _Told
-) -> dict[str, InvariantResult]:
-    unconfirmed = set(told.ok)  # told ok, no live order seen yet: what is left is lost
-    phantoms: list[str] = []
-    needs_credit: set[str] = set()
-    for order in _ledger_items(client, services["orders"], "orders"):
-        order_id = str(order.get("order_id"))
-        if order.get("status") != "created":
-            continue
-        if order_id in told.ok:
-            unconfirmed.discard(order_id)
-            if order.get("eligible"):
-                needs_credit.add(order_id)
-        elif order_id in told.attempted:
-            phantoms.append(order_id)
-    credited: set[str] = set()
-    doubles: set[str] = set()
-    for credit in _ledger_items(client, services["coupon"], "credits"):
-        order_id = str(credit.get("order_id"))
-        if order_id not in told.attempted:
-            continue  # an earlier run's credit on a long-lived ledger
-        if order_id in credited:
-            doubles.add(order_id)
-        credited.add(order_id)
-        needs_credit.discard(order_id)
-    oversold = [
-        str(item.get("item"))
-        for item in _ledger_items(client, services["inventory"], "items")
-        if _number(item.get("reserved")) > _number(item.get("stock"))
-    ]
-    results = {
-        "lost_orders": InvariantResult.of(unconfirmed),
-        "phantom_orders": InvariantResult.of(phantoms),
-        "double_credits": InvariantResult.of(doubles),
-        "missing_credits": InvariantResult.of(needs_credit),
-        "oversold": InvariantResult.of(oversold),
-    }
-    return {name: results[name] for name in AUDIT_METRICS}
+# ---- the stub stack's /ledger records as typed records -------------------------------------
 
 
 def _number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
 
 
-def _ledger_items(client: httpx.Client, base_url: str, key: str) -> Iterator[dict[str, Any]]:
+def _order(raw: dict[str, Any]) -> OrderRecord:
+    return OrderRecord(
+        order_id=str(raw.get("order_id")),
+        user_id=str(raw.get("user_id")),
+        created_at=_number(raw.get("created_at")),
+        eligible=bool(raw.get("eligible")),
+        live=raw.get("status") == "created",
+    )
+
+
+def _credit(raw: dict[str, Any]) -> CreditRecord:
+    return CreditRecord(
+        order_id=str(raw.get("order_id")),
+        order_time=_number(raw.get("order_time")),
+        credited_at=_number(raw.get("credited_at")),
+    )
+
+
+def _queued(raw: dict[str, Any]) -> QueuedCredit:
+    return QueuedCredit(
+        order_id=str(raw.get("order_id")),
+        order_time=_number(raw.get("order_time")),
+        attempts=int(_number(raw.get("attempts"))),
+    )
+
+
+def _grant(raw: dict[str, Any]) -> EntitlementGrant:
+    released = raw.get("released_at")
+    return EntitlementGrant(
+        order_id=str(raw.get("order_id")),
+        user_id=str(raw.get("user_id")),
+        granted_at=_number(raw.get("granted_at")),
+        released_at=None if released is None else _number(released),
+    )
+
+
+def _item(raw: dict[str, Any]) -> InventoryRecord:
+    return InventoryRecord(
+        item=str(raw.get("item")),
+        stock=_number(raw.get("stock")),
+        reserved=_number(raw.get("reserved")),
+    )
+
+
+def _ledger_items(
+    client: httpx.Client, base_url: str, key: str, *, optional: bool = False
+) -> Iterator[dict[str, Any]]:
     """Stream the records of ``GET base_url/ledger``'s ``key`` array."""
     url = f"{base_url.rstrip('/')}/ledger"
     try:
@@ -276,6 +350,10 @@ def _ledger_items(client: httpx.Client, base_url: str, key: str) -> Iterator[dic
                 raise TargetUnreachable(f"{url} answered HTTP {response.status_code}")
             try:
                 yield from iter_json_array(response.iter_text(), key)
+            except _NoArray:
+                if optional:
+                    raise
+                raise TargetUnreachable(f"{url} sent a ledger without a {key!r} array") from None
             except ValueError as exc:
                 raise TargetUnreachable(
                     f"{url} sent a ledger that is not valid JSON: {exc}"
@@ -298,7 +376,7 @@ def iter_json_array(chunks: Iterable[str], key: str) -> Iterator[dict[str, Any]]
             break
         chunk = next(source, None)
         if chunk is None:
-            raise ValueError(f"no {marker} array")
+            raise _NoArray(f"no {marker} array")
         buf += chunk
     pos = 0
     while True:

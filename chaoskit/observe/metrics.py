@@ -8,9 +8,11 @@ from typing import Literal
 __all__ = [
     "AUDIT_METRICS",
     "FAILURE_STEPS",
+    "LEDGER_KPIS",
     "METRICS",
     "SERIES_METRICS",
     "MetricInfo",
+    "is_after_run",
     "is_known_metric",
 ]
 
@@ -136,6 +138,14 @@ _BASE: tuple[MetricInfo, ...] = (
         "lower",
         "client",
     ),
+    _m(
+        "first_try_failure_rate",
+        "share of intents whose first attempt failed, whatever the re-clicks did after"
+        " (in a phase: of the intents that started in it)",
+        "ratio",
+        "lower",
+        "client",
+    ),
     _m("error_rate", "failed HTTP requests / HTTP requests", "ratio", "lower", "client"),
     _m("latency_p50_ms", "median HTTP request latency seen by clients", "ms", "lower", "client"),
     _m(
@@ -216,7 +226,21 @@ _AUDIT: tuple[MetricInfo, ...] = (
     ),
     _m(
         "missing_credits",
-        "eligible fulfilled orders with no coupon credit after the drain",
+        "eligible fulfilled orders whose credit is neither credited nor durably queued",
+        "orders",
+        "lower",
+        "audit",
+    ),
+    _m(
+        "late_credits",
+        "credits that landed, or are still queued, later than audit.credit_slo after the order",
+        "orders",
+        "lower",
+        "audit",
+    ),
+    _m(
+        "lost_entitlements",
+        "free orders granted to an attempt that ended uncredited, the buyer getting no other",
         "orders",
         "lower",
         "audit",
@@ -224,10 +248,35 @@ _AUDIT: tuple[MetricInfo, ...] = (
     _m("oversold", "items with more reservations than stock", "items", "lower", "audit"),
 )
 
-METRICS: dict[str, MetricInfo] = {m.name: m for m in (*_BASE, *_FAILURES, *_AUDIT)}
+# Ratios read from the ledgers after the drain, per phase (of the buyer's first grant) and overall.
+_LEDGER_KPIS: tuple[MetricInfo, ...] = (
+    _m(
+        "free_orders_honoured_rate",
+        "entitled buyers whose free order was credited or is durably queued",
+        "ratio",
+        "higher",
+        "audit",
+    ),
+    _m(
+        "free_orders_honoured_in_slo_rate",
+        "entitled buyers whose free order was credited within audit.credit_slo",
+        "ratio",
+        "higher",
+        "audit",
+    ),
+)
+
+METRICS: dict[str, MetricInfo] = {m.name: m for m in (*_BASE, *_FAILURES, *_AUDIT, *_LEDGER_KPIS)}
 # Columns of the per-second time series (timeseries.csv, sample events), in display order.
 SERIES_METRICS: tuple[str, ...] = tuple(m.name for m in (*_BASE, *_FAILURES))
 AUDIT_METRICS: tuple[str, ...] = tuple(m.name for m in _AUDIT)
+LEDGER_KPIS: tuple[str, ...] = tuple(m.name for m in _LEDGER_KPIS)
+
+
+def is_after_run(name: str) -> bool:
+    """True if ``name`` is known only after the run (read from the ledgers by the audit)."""
+    info = METRICS.get(name)
+    return info is not None and info.source == "audit"
 
 
 def is_known_metric(name: str) -> bool:

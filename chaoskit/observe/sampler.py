@@ -15,6 +15,8 @@ __all__ = ["StatsSampler"]
 
 log = logging.getLogger(__name__)
 
+_REFUSED = object()  # nothing listens: the service is gone, not merely slow
+
 OnSample = Callable[[float, dict[str, dict[str, Any]]], None]
 
 
@@ -45,6 +47,10 @@ class StatsSampler:
         self._thread: threading.Thread | None = None
         self.rounds = 0
         self.failures: dict[str, int] = {}
+        # service -> clock time of the first of its current run of refused connections
+        # (a stopped process refuses; a busy one times out, and that is not "gone").
+        self.refused_since: dict[str, float] = {}
+        self.refused_rounds: dict[str, int] = {}
 
     def start(self) -> None:
         """Begin sampling on a daemon thread (a no-op without services)."""
@@ -68,21 +74,37 @@ class StatsSampler:
         stats: dict[str, dict[str, Any]] = {}
         for name, future in futures.items():
             result = future.result()  # _get never raises and is bounded by the client timeout
-            if result is None:
-                self.failures[name] = self.failures.get(name, 0) + 1
+            if result is _REFUSED:
+                self.refused_since.setdefault(name, t)
+                self.refused_rounds[name] = self.refused_rounds.get(name, 0) + 1
             else:
+                self.refused_since.pop(name, None)
+                self.refused_rounds.pop(name, None)
+            if isinstance(result, dict):
                 stats[name] = result
+            else:
+                self.failures[name] = self.failures.get(name, 0) + 1
         self.rounds += 1
         try:
             self._on_sample(t, stats)
         except Exception:  # the consumer's bug must not stop sampling
             log.exception("stats consumer failed")
 
-    def _get(self, client: httpx.Client, url: str) -> dict[str, Any] | None:
+    def unreachable(self, rounds: int = 2) -> dict[str, float]:
+        """Services that refused connections ``rounds`` rounds in a row -> since when."""
+        return {
+            name: since
+            for name, since in list(self.refused_since.items())
+            if self.refused_rounds.get(name, 0) >= rounds
+        }
+
+    def _get(self, client: httpx.Client, url: str) -> dict[str, Any] | object | None:
         try:
             response = client.get(f"{url}/stats")
             response.raise_for_status()
             data = response.json()
+        except httpx.ConnectError:
+            return _REFUSED
         except (httpx.HTTPError, ValueError):
             return None
         return data if isinstance(data, dict) else None

@@ -11,6 +11,7 @@ from chaoskit.observe.metrics import METRICS
 __all__ = [
     "KEY_SERIES",
     "MetricText",
+    "audit_queue_note",
     "better_of",
     "describe",
     "downsample",
@@ -28,10 +29,25 @@ KEY_SERIES: tuple[str, ...] = (
     "error_rate",
     "coupon_delay_p95_s",
     "coupon_pending",
+    "first_try_failure_rate",
     "store_rejections",
     "store_queue_depth",
     "riders_free",
 )
+
+
+def audit_queue_note(
+    queued: int | None, oldest_age_s: float | None, credit_slo_s: float | None
+) -> str | None:
+    """One sentence on the credits still durably queued after the drain (None: no queue read)."""
+    if queued is None:
+        return None
+    slo = "" if credit_slo_s is None else f" (credit SLO {credit_slo_s:g} s)"
+    if queued == 0:
+        return f"No credit of this run was still queued in the outbox{slo}."
+    age = "" if oldest_age_s is None else f", the oldest {oldest_age_s:.1f} s after its order"
+    return f"{queued:,} credits of this run were still durably queued in the outbox{age}{slo}."
+
 
 _SPARKS = "▁▂▃▄▅▆▇█"
 

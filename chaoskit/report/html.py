@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from chaoskit.report._format import describe, downsample, fmt, verdict_word
+from chaoskit.report._format import audit_queue_note, describe, downsample, fmt, verdict_word
 from chaoskit.report.rundir import FaultSpan, RunFolder, TimeSeries
 from chaoskit.report.summary import Check, Summary
 
@@ -387,8 +387,22 @@ def _audit_section(summary: Summary) -> str:
     if audit.reason:
         head += f" — {_e(audit.reason)}"
     head += "</p>"
+    queue = audit_queue_note(audit.queued_credits, audit.oldest_queued_age_s, audit.credit_slo_s)
+    if queue is not None:
+        head += f"<p>{_e(queue)}</p>"
     rows = []
     for name, inv in audit.invariants.items():
+        if inv.skipped is not None:
+            rows.append(
+                [
+                    f"<code>{_e(name)}</code>",
+                    _e(describe(name).description),
+                    "–",
+                    '<span class="muted">skipped</span>',
+                    _e(inv.skipped),
+                ]
+            )
+            continue
         ids = ", ".join(f"<code>{_e(i)}</code>" for i in inv.order_ids)
         if inv.count > len(inv.order_ids):
             ids += f" … ({inv.count - len(inv.order_ids)} more)"

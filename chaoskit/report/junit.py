@@ -78,14 +78,21 @@ def render_junit(run: RunFolder) -> str:
     else:
         for name, invariant in audit.invariants.items():
             case = _case(audit_suite, name=name, classname=f"{prefix}.audit")
-            if invariant.count:
+            if invariant.skipped is not None:
+                ET.SubElement(case, "skipped", {"message": invariant.skipped})
+            elif invariant.count:
                 text = f"{name} = {invariant.count} > max 0"
                 failure = ET.SubElement(case, "failure", {"message": text, "type": "audit"})
                 failure.text = f"{text}\norder ids: {', '.join(invariant.order_ids) or '-'}"
 
     run_suite = _suite(root, "run")
     case = _case(run_suite, name="run completed", classname=f"{prefix}.run")
-    if s.status != "completed":
+    if s.status == "error":
+        # An environment failure means nothing was judged: CI must see a failure, never a pass.
+        reason = s.errors[0] if s.errors else "run ended with status error"
+        failure = ET.SubElement(case, "failure", {"message": reason, "type": "environment"})
+        failure.text = "\n".join(["run ended with status error (exit 4)", *s.errors])
+    elif s.status != "completed":
         reason = s.abort.reason if s.abort is not None else f"run status {s.status}"
         error = ET.SubElement(case, "error", {"message": reason, "type": s.status})
         error.text = "\n".join([reason, *s.errors])

@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from chaoskit.report._format import KEY_SERIES, describe, fmt, sparkline, verdict_word
+from chaoskit.report._format import (
+    KEY_SERIES,
+    audit_queue_note,
+    describe,
+    fmt,
+    sparkline,
+    verdict_word,
+)
 from chaoskit.report.rundir import RunFolder
 from chaoskit.report.summary import Check
 
@@ -105,9 +112,17 @@ def render_markdown(run: RunFolder) -> str:
         out.append(
             f"Audit **{s.audit.status}**" + (f": {s.audit.reason}" if s.audit.reason else "")
         )
+        queue = audit_queue_note(
+            s.audit.queued_credits, s.audit.oldest_queued_age_s, s.audit.credit_slo_s
+        )
+        if queue is not None:
+            out += ["", queue]
         if s.audit.invariants:
             rows = []
             for name, inv in s.audit.invariants.items():
+                if inv.skipped is not None:
+                    rows.append([f"`{name}`", "–", "– skipped", inv.skipped])
+                    continue
                 ids = ", ".join(f"`{i}`" for i in inv.order_ids[:10])
                 if inv.count > min(10, len(inv.order_ids)):
                     ids += f" … ({inv.count - min(10, len(inv.order_ids))} more)"

@@ -29,6 +29,7 @@ __all__ = [
     "ExperimentInfo",
     "FaultRecord",
     "FaultWindow",
+    "FreeOrders",
     "Invariant",
     "JournalWriter",
     "LoadPhase",
@@ -115,6 +116,19 @@ class Invariant(_Model):
 
     count: int = Field(ge=0)
     order_ids: list[str] = Field(default_factory=list, max_length=50)
+    skipped: str | None = Field(
+        default=None, description="why it was not computed (the count then means nothing)"
+    )
+
+
+class FreeOrders(_Model):
+    """Entitled buyers (granted a free order) and how many had it honoured."""
+
+    entitled: int = Field(ge=0, description="distinct buyers granted a free order")
+    honoured: int = Field(ge=0, description="... whose free order was credited or is queued")
+    in_slo: int | None = Field(
+        default=None, ge=0, description="... credited within credit_slo_s (null: no SLO)"
+    )
 
 
 class Audit(_Model):
@@ -123,6 +137,18 @@ class Audit(_Model):
     status: Literal["passed", "failed", "skipped"]
     reason: str | None = None
     invariants: dict[str, Invariant] = Field(default_factory=dict)
+    queued_credits: int | None = Field(
+        default=None, ge=0, description="this run's credits still in the durable outbox"
+    )
+    oldest_queued_age_s: float | None = Field(
+        default=None, description="the oldest queued credit's age at the audit (since its order)"
+    )
+    credit_slo_s: float | None = Field(
+        default=None, description="the experiment's audit.credit_slo"
+    )
+    free_orders: dict[str, FreeOrders] = Field(
+        default_factory=dict, description="by phase and overall (phase of the first grant)"
+    )
 
 
 class Abort(_Model):
@@ -136,15 +162,19 @@ class Abort(_Model):
 
 
 class LoadPhase(_Model):
-    """One stretch of the load shape: value goes linearly from `from` to `to`."""
+    """One stretch of the load shape: value goes linearly from `from` to `to`.
+
+    `from` and `to` are null when the values are not known before the run (a custom
+    LoadTestShape decides them in the load engine).
+    """
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     start: float
     end: float
     label: str = ""
-    from_: float = Field(alias="from")
-    to: float
+    from_: float | None = Field(alias="from")
+    to: float | None
 
 
 class FaultWindow(_Model):

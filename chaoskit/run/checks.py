@@ -7,41 +7,16 @@ metric stays out of bounds for its whole ``for`` window.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CheckResult", "GuardrailWatch", "Threshold", "judge"]
+from chaoskit.events import CheckJudged
+from chaoskit.experiment.models import Check, Guardrail
+
+__all__ = ["CheckResult", "GuardrailWatch", "judge"]
 
 PHASES = ("baseline", "during", "recovery", "overall")
-
-
-@dataclass(frozen=True, slots=True)
-class Threshold:
-    """A bound on one metric; ``phase`` says where a hypothesis applies ("all" = every phase)."""
-
-    metric: str
-    min: float | None = None
-    max: float | None = None
-    phase: str = "all"
-    for_s: float = 0.0
-
-    def ok(self, value: float | None) -> bool | None:
-        """True within bounds, False outside, None when the metric has no value."""
-        if value is None:
-            return None
-        if self.min is not None and value < self.min:
-            return False
-        return not (self.max is not None and value > self.max)
-
-    def describe(self) -> str:
-        """The bound as a reader would say it."""
-        parts = []
-        if self.min is not None:
-            parts.append(f">= {self.min:g}")
-        if self.max is not None:
-            parts.append(f"<= {self.max:g}")
-        return f"{self.metric} {' and '.join(parts)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +32,32 @@ class CheckResult:
     ok: bool | None  # None: not judged (no data for that phase or metric)
     t: float | None = None
     note: str = ""
+
+    def describe(self) -> str:
+        """One line: what was checked, where, the value and the bound it was held to."""
+        bounds = " and ".join(
+            f"{op} {bound:g}"
+            for op, bound in ((">=", self.min), ("<=", self.max))
+            if bound is not None
+        )
+        shown = "no data" if self.value is None else f"{self.value:.4g}"
+        where = self.phase or "-"
+        note = f" [{self.note}]" if self.ok is None and self.note else ""
+        return f"{self.kind} {self.metric} ({where}): {shown}, expected {bounds}{note}"
+
+    def event(self, t: float) -> CheckJudged:
+        """The check as the event that tells handlers its final judgement."""
+        return CheckJudged(
+            t=self.t if self.t is not None else t,
+            kind=self.kind,
+            phase=self.phase,
+            metric=self.metric,
+            min=self.min,
+            max=self.max,
+            value=self.value,
+            ok=self.ok,
+            note=self.note,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The check's line in summary.json."""
@@ -74,7 +75,7 @@ class CheckResult:
 
 
 def judge(
-    thresholds: list[Threshold],
+    thresholds: Sequence[Check],
     *,
     phases: dict[str, tuple[float, float] | None],
     window: Callable[[str, float, float], float | None],
@@ -127,7 +128,7 @@ def judge(
 class GuardrailWatch:
     """Trips when a guardrail's metric has been out of bounds for its whole ``for`` window."""
 
-    def __init__(self, guardrails: list[Threshold]) -> None:
+    def __init__(self, guardrails: Sequence[Guardrail]) -> None:
         self._guardrails = guardrails
         self._since: dict[int, float] = {}
 
@@ -137,7 +138,7 @@ class GuardrailWatch:
             ok = guardrail.ok(metrics.get(guardrail.metric))
             if ok is False:
                 since = self._since.setdefault(index, t)
-                if t - since >= guardrail.for_s:
+                if t - since >= guardrail.for_:
                     return CheckResult(
                         "guardrail",
                         "during",

@@ -10,9 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from chaoskit.errors import ChaoskitError
+from chaoskit.errors import ChaoskitError, ToxiproxyError
 from chaoskit.faults.domain import AdminClient
-from chaoskit.faults.toxiproxy import ToxiproxyClient, is_chaoskit_toxic, parse_toxic_name
+from chaoskit.faults.toxiproxy import (
+    Proxy,
+    ToxiproxyClient,
+    is_chaoskit_toxic,
+    parse_toxic_name,
+)
 from chaoskit.run.registry import RunRecord, RunRegistry
 
 __all__ = ["CleanupReport", "cleanup"]
@@ -85,18 +90,24 @@ def cleanup(
 def _undo_record(record: RunRecord, report: CleanupReport) -> None:
     clients: dict[str, ToxiproxyClient] = {}
     try:
+        # Only what is really there is undone and reported: a record may outlive its stack
+        # (a forced `down`, a fresh `up`), and "removed" must never name a thing that was not.
         for entry in record.disabled_proxies:
             client = clients.setdefault(entry["api_url"], ToxiproxyClient(entry["api_url"]))
             try:
-                client.set_enabled(entry["proxy"], True)
-                report.proxies_enabled.append(f"{entry['proxy']} ({entry['api_url']})")
+                proxy = _proxy_or_none(client, entry["proxy"])
+                if proxy is not None and not proxy.enabled:
+                    client.set_enabled(entry["proxy"], True)
+                    report.proxies_enabled.append(f"{entry['proxy']} ({entry['api_url']})")
             except ChaoskitError as exc:
                 report.errors.append(f"proxy {entry['proxy']}: {exc}")
         for entry in record.toxics:
             client = clients.setdefault(entry["api_url"], ToxiproxyClient(entry["api_url"]))
             try:
-                client.remove_toxic(entry["proxy"], entry["name"], missing_ok=True)
-                report.toxics_removed.append(f"{entry['proxy']}/{entry['name']}")
+                proxy = _proxy_or_none(client, entry["proxy"])
+                if proxy is not None and any(t.name == entry["name"] for t in proxy.toxics):
+                    client.remove_toxic(entry["proxy"], entry["name"], missing_ok=True)
+                    report.toxics_removed.append(f"{entry['proxy']}/{entry['name']}")
             except ChaoskitError as exc:
                 report.errors.append(f"toxic {entry['name']}: {exc}")
     finally:
@@ -106,8 +117,11 @@ def _undo_record(record: RunRecord, report: CleanupReport) -> None:
         admin = AdminClient({service: entry["url"]})
         try:
             settings = cast(dict[str, Any], entry.get("settings") or {})
-            admin.set(service, settings)
-            report.settings_restored.append(service)
+            current = admin.get(service)
+            changed = {k: v for k, v in settings.items() if current.get(k) != v}
+            if changed:
+                admin.set(service, changed)
+                report.settings_restored.append(service)
         except ChaoskitError as exc:
             report.errors.append(f"settings of {service}: {exc}")
         finally:
@@ -120,6 +134,16 @@ def _undo_record(record: RunRecord, report: CleanupReport) -> None:
             report.containers_restored.append(f"{entry['kind']} {entry['container']}")
         except (ChaoskitError, ImportError) as exc:
             report.errors.append(f"container {entry.get('container')}: {exc}")
+
+
+def _proxy_or_none(client: ToxiproxyClient, name: str) -> Proxy | None:
+    """The proxy called ``name``, or None when this Toxiproxy has none by that name."""
+    try:
+        return client.proxy(name)
+    except ToxiproxyError as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def _sweep_toxics(url: str, *, live: set[str], only_run: str | None, report: CleanupReport) -> None:

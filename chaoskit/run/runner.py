@@ -8,43 +8,82 @@ that and the verdict to an exit code.
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
 import platform
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from chaoskit import __version__
+from chaoskit._version import __version__
 from chaoskit.errors import ChaoskitError, EnvironmentProblem
-from chaoskit.events import Event, EventBus, EventHandler
-from chaoskit.experiment.models import Experiment
-from chaoskit.faults.actuators import FaultSpec, make_actuator
+from chaoskit.events import (
+    AuditDone,
+    CheckJudged,
+    Event,
+    EventBus,
+    EventHandler,
+    GuardrailTripped,
+    LoadReshared,
+    LogMessage,
+    Phase,
+    PhaseChanged,
+    RunEnded,
+    RunStarted,
+    Sample,
+    StackConfigured,
+    WorkerLost,
+)
+from chaoskit.exit_codes import exit_code_for_verdict
+from chaoskit.experiment.models import Check, Experiment
+from chaoskit.faults.actuators import make_actuator
 from chaoskit.faults.domain import AdminClient
-from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec, Trigger
+from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.load.process import LoadProcess
 from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
-from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.metrics import is_after_run
 from chaoskit.observe.sampler import StatsSampler
-from chaoskit.plan import Plan
-from chaoskit.report.summary import JournalWriter, Summary, SummaryWriter
-from chaoskit.run.checks import CheckResult, GuardrailWatch, Threshold, judge
+from chaoskit.planning import Plan
+from chaoskit.report.summary import (
+    Abort as SummaryAbort,
+)
+from chaoskit.report.summary import (
+    Audit,
+    EnvironmentInfo,
+    ExperimentInfo,
+    JournalWriter,
+    Summary,
+    SummaryWriter,
+    WorkerChange,
+)
+from chaoskit.report.summary import (
+    Check as SummaryCheck,
+)
+from chaoskit.report.summary import (
+    FaultRecord as SummaryFault,
+)
+from chaoskit.report.summary import (
+    Plan as SummaryPlan,
+)
+from chaoskit.run.checks import CheckResult, GuardrailWatch
+from chaoskit.run.health import EnvironmentWatch
+from chaoskit.run.judging import check_phases, final_checks, unjudged, verdict_of
+from chaoskit.run.lock import RunLock
 from chaoskit.run.registry import LiveRecord, RunRegistry
+from chaoskit.run.result import Abort, RunResult, Status
 from chaoskit.run.settings import stack_settings
 from chaoskit.stack.endpoints import StackEndpoints
 
-__all__ = ["RunOutcome", "RunSettings", "Runner", "Status", "Verdict"]
-
-Status = Literal["completed", "aborted", "interrupted", "error"]
-Verdict = Literal["held", "violated", "aborted", "error"]
+__all__ = ["RunSettings", "Runner"]
 
 # The load engine's start-up, so t=0 is when arrivals begin: importing locust takes ~1 s,
 # and distributed workers must start and join the master first.
@@ -71,17 +110,9 @@ class RunSettings:
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
     # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
     watchdog_ttl_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RunOutcome:
-    """How a run ended."""
-
-    status: Status
-    verdict: Verdict
-    exit_code: int
-    run_dir: Path
-    summary: dict[str, Any]
+    # The lock that makes this run the target's only one (taken by the caller before it
+    # touched anything); the run watches it for a `chaoskit down --force` stop request.
+    lock: RunLock | None = None
 
 
 def new_run_id() -> str:
@@ -121,7 +152,7 @@ class Runner:
         self.summary = SummaryWriter(self.run_dir)
         self.aggregator = MetricsAggregator()
         self._t0 = 0.0
-        self._phase = "baseline"
+        self._phase: Phase = "baseline"
 
     # --- control -----------------------------------------------------------------------------
     def request_stop(self, reason: Status = "interrupted") -> None:
@@ -134,19 +165,22 @@ class Runner:
         """Run time: seconds since the load started."""
         return time.time() - self._t0
 
-    def _emit(self, type_: Any, data: dict[str, Any] | None = None, t: float | None = None) -> None:
-        self.bus.emit(Event(type_, self.clock() if t is None else t, data or {}))
+    def _emit(self, event: Event) -> None:
+        self.bus.emit(event)
 
     def _handler_failed(self, handler: object, exc: BaseException) -> None:
         message = f"{type(handler).__name__} failed and was detached from the run: {exc}"
+        if handler is self.journal:
+            self._report_failed = True  # the run's record is incomplete: never a clean verdict
         self._errors.append(message)
         # The journal itself failing must not stop the run either.
         with contextlib.suppress(Exception):
-            self.journal.handle(Event("log", self.clock(), {"level": "error", "message": message}))
+            self.journal.handle(LogMessage(t=self.clock(), level="error", message=message))
 
     # --- the run ----------------------------------------------------------------------------
-    def execute(self) -> RunOutcome:
-        """Run the experiment to its end; never raises."""
+    def execute(self) -> RunResult:
+        """Run the experiment to its end; never raises (a KeyboardInterrupt is rolled back,
+        recorded as "interrupted" and flagged in ``keyboard_interrupt`` for the caller)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         registry = RunRegistry(self.settings.state_dir)
         record = registry.open(
@@ -171,7 +205,7 @@ class Runner:
         )
         self._t0 = time.time() + delay
         timeline = FaultTimeline(
-            windows=self._fault_windows(),
+            windows=self.plan.fault_windows,
             make_actuator=lambda spec: make_actuator(
                 spec,
                 run_id=self.run_id,
@@ -190,17 +224,22 @@ class Runner:
         audit: AuditResult | None = None
         try:
             self._emit(
-                "run_started",
-                {
-                    "run_id": self.run_id,
-                    "experiment": self.experiment.name,
-                    "target": self.endpoints.name,
-                    "duration_s": self.plan.duration_s,
-                    "plan": self.plan.to_json(),
-                },
-                t=-delay,
+                RunStarted(
+                    t=-delay,
+                    run_id=self.run_id,
+                    experiment=self.experiment.name,
+                    target=self.endpoints.name,
+                    duration_s=self.plan.duration_s,
+                    plan=self.plan.to_json(),
+                )
             )
-            self._write_summary(started_at, "running", None, timeline, [], None)
+            if self.settings.lock is not None and self.settings.lock.took_over:
+                self._emit(
+                    LogMessage(
+                        t=self.clock(), level="warning", message=self.settings.lock.took_over
+                    )
+                )
+            self._write_summary(started_at, timeline)
             restored_settings = self._configure_stack(admin, record)
             if self.endpoints.services:
                 sampler = StatsSampler(
@@ -209,6 +248,7 @@ class Runner:
                     clock=self.clock,
                 )
                 sampler.start()
+            self._env = self._environment_watch(sampler, timeline)
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
             self._await_ready(load)
@@ -217,20 +257,32 @@ class Runner:
         except ChaoskitError as exc:
             status = "error"
             self._errors.append(str(exc))
+        except OSError as exc:  # the reports folder (or the state folder) cannot be written
+            status = "error"
+            self._errors.append(_os_error(exc))
         except Exception as exc:  # an unexpected failure still ends in rollback and a summary
             status = "error"
             self._errors.append(f"{type(exc).__name__}: {exc}")
+        except KeyboardInterrupt:  # rolled back and recorded here; the caller re-raises it
+            status = "interrupted"
+            self._stop_reason = "interrupted"
+            self.keyboard_interrupt = True
         finally:
             # Faults first: they are what can hurt a shared environment.
             rollback_errors = timeline.stop(reason=status if status != "completed" else "run ended")
             self._errors.extend(rollback_errors)
             self._restore_stack(admin, record, restored_settings)
+            if self._env is not None:
+                self._env.stop()
+            if rollback_errors or self._restore_failed:
+                # What the run left applied is unknown: never a verdict on that.
+                status = "error"
             if load is not None:
                 load.stop()
                 self._drain_ticks(load)
-                if load.returncode not in (0, None) and status == "completed":
+                if load.returncode not in (0, None) and (status == "completed" or not self._errors):
                     status = "error"
-                    self._errors.append(f"load engine failed: {load.stderr_tail()}")
+                    self._errors.append(f"load engine failed: {load.failure_reason()}")
             if sampler is not None:
                 sampler.stop()
             if not rollback_errors and not self._restore_failed:
@@ -238,29 +290,107 @@ class Runner:
             if watchdog is not None:
                 watchdog.stop()
         if status != "error" and self.endpoints.services:
-            self._emit("phase_changed", {"phase": "drain"})
+            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                audit = run_audit(self.endpoints.services, self.run_dir / "outcomes")
+                audit = run_audit(
+                    self.endpoints.services,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    phases=self._wall_phases(timeline),
+                )
             except ChaoskitError as exc:
+                # An audit that could not read the ledger judged nothing: an error, not a pass.
+                status = "error"
                 self._errors.append(f"audit: {exc}")
         elif not self.endpoints.services:
             audit = run_audit({}, self.run_dir / "outcomes")
         if audit is not None:
-            self._emit("audit", audit.to_json())
+            self._emit(AuditDone(t=self.clock(), audit=audit.to_json()))
         admin.close()
         for client in clients.values():
             client.close()
         checks = self._final_checks(timeline, audit)
-        verdict, exit_code = self._verdict(status, checks, audit)
-        summary = self._write_summary(
-            started_at, status, verdict, timeline, checks, audit, exit_code=exit_code
+        status = self._unjudged(status, checks)
+        if self._report_failed:
+            status = "error"
+        verdict = verdict_of(status, checks, self.plan.hypothesis)
+        result = RunResult(
+            run_id=self.run_id,
+            status=status,
+            verdict=verdict,
+            exit_code=exit_code_for_verdict(verdict),
+            checks=tuple(checks),
+            metrics={**self.aggregator.overall(), **(audit.kpis() if audit else {})},
+            phases=self._phase_metrics(timeline, audit),
+            audit=audit,
+            faults=timeline.records(),
+            abort=self._abort_record(status),
+            errors=tuple(self._errors),
+            run_dir=self.run_dir,
+            duration_s=round(max(0.0, self.clock()), 3),
         )
-        self._emit("run_ended", {"status": status, "verdict": verdict, "exit_code": exit_code})
-        self.journal.close()
-        return RunOutcome(status, verdict, exit_code, self.run_dir, summary)
+        if not self._write_summary(started_at, timeline, result) and result.status != "error":
+            # A run whose record could not be written is an error, whatever it measured.
+            result = dataclasses.replace(
+                result,
+                status="error",
+                verdict="error",
+                exit_code=exit_code_for_verdict("error"),
+                errors=tuple(self._errors),
+            )
+            self._write_summary(started_at, timeline, result)
+        for check in checks:
+            self._emit(check.event(self.clock()))
+        self._emit(
+            RunEnded(
+                t=self.clock(), status=status, verdict=verdict, exit_code=int(result.exit_code)
+            )
+        )
+        with contextlib.suppress(Exception):
+            self.journal.close()
+        return result
 
     _restore_failed = False
+    _report_failed = False
+    _env: EnvironmentWatch | None = None
+
+    def _environment_watch(
+        self, sampler: StatsSampler | None, timeline: FaultTimeline
+    ) -> EnvironmentWatch:
+        """Start watching Toxiproxy, the services and the lock's stop request."""
+
+        def excused() -> set[str]:
+            # A container fault stops its service on purpose.
+            return {s.window.target for s in timeline.active if s.window.family == "container"}
+
+        lock = self.settings.lock
+        watch = EnvironmentWatch(
+            toxiproxy_urls=self.endpoints.toxiproxy_urls,
+            sampler=sampler,
+            clock=self.clock,
+            stop_requested=None if lock is None else lock.stop_requested,
+            excused=excused,
+        )
+        watch.start()
+        return watch
+
+    def _unjudged(self, status: Status, checks: list[CheckResult]) -> Status:
+        """A check that could not be judged is never a pass: named in the errors, and the
+        run is an error unless another check was violated (that is a finding either way)."""
+        if status != "completed":
+            return status
+        gaps = unjudged(checks, self.plan.hypothesis)
+        for check in gaps:
+            phase = f" [{check.phase}]" if check.phase else ""
+            self._errors.append(
+                f"{check.kind} {check.metric}{phase} could not be judged: {check.note or 'no data'}"
+            )
+        if gaps and verdict_of(status, checks, self.plan.hypothesis) != "violated":
+            return "error"
+        return status
+
+    keyboard_interrupt = False
     _phase_started = 0.0
     _worker_changes: list[dict[str, Any]] = []  # replaced per run in _watch
     _watchdog: Any = None
@@ -295,17 +425,61 @@ class Runner:
             if kind == "error":
                 raise EnvironmentProblem(f"load engine: {record.get('message')}")
             if kind == "log":
-                self._emit("log", {"level": record.get("level"), "message": record.get("message")})
+                message = str(record.get("message"))
+                self._emit(
+                    LogMessage(
+                        t=self.clock(),
+                        level="error" if record.get("level") == "error" else "warning",
+                        message=message,
+                    )
+                )
+
+    def _on_worker_lost(self, record: dict[str, Any]) -> None:
+        """A worker is gone: when, which, and how much of the load it ran (for the report)."""
+        at = float(record.get("t", self.clock()))
+        share = record.get("share")
+        left = record.get("workers_left")
+        worker = str(record.get("worker"))
+        self._emit(
+            WorkerLost(
+                t=at,
+                worker=worker,
+                share=None if share is None else float(share),
+                workers_left=None if left is None else int(left),
+            )
+        )
+        self._worker_changes.append(
+            {"t": at, "change": "lost", "worker": worker, "share": share, "workers": left or 0}
+        )
+
+    def _on_reshare(self, record: dict[str, Any]) -> None:
+        """The load was split anew over the workers there are (a loss, a join, a return)."""
+        at = float(record.get("t", self.clock()))
+        event = LoadReshared(
+            t=at,
+            from_t=float(record["from_t"]),
+            workers=int(record["workers"]),
+            epoch=int(record.get("epoch", 0)),
+            lost=tuple(str(w) for w in record.get("lost", [])),
+            joined=tuple(str(w) for w in record.get("joined", [])),
+        )
+        self._emit(event)
+        self._worker_changes.append(
+            {
+                "t": at,
+                "change": "reshared",
+                "from_t": event.from_t,
+                "workers": event.workers,
+                "lost": list(event.lost),
+                "joined": list(event.joined),
+            }
+        )
 
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
         self._worker_changes = []
-        guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
-        live_checks = [
-            t
-            for t in (self._threshold(h) for h in self.experiment.hypothesis)
-            if t.metric not in AUDIT_METRICS
-        ]
+        guardrails = GuardrailWatch(self.plan.guardrails)
+        live_checks = [h for h in self.plan.hypothesis if not is_after_run(h.metric)]
         next_check = _LIVE_CHECK_EVERY_S
         end = self.plan.duration_s
         next_sample = 1.0
@@ -320,29 +494,22 @@ class Runner:
                 kind = tick.get("type")
                 if kind == "tick":
                     self.aggregator.add_tick(tick)
-                elif kind in ("worker_lost", "reshare"):
-                    # when, whose and how much load moved: the journal and report show it
-                    data = {k: v for k, v in tick.items() if k not in ("type", "t")}
-                    at = float(tick.get("t", self.clock()))
-                    event = "worker_lost" if kind == "worker_lost" else "load_reshared"
-                    self._emit(event, data, t=at)
-                    self._worker_changes.append(
-                        {
-                            "t": at,
-                            "change": "lost" if kind == "worker_lost" else "reshared",
-                            "worker": data.get("worker"),
-                            "share": data.get("share"),
-                            "from_t": data.get("from_t"),
-                            "workers": data.get("workers_left", data.get("workers", 0)),
-                            "lost": data.get("lost", []),
-                            "joined": data.get("joined", []),
-                        }
-                    )
+                elif kind == "reshare":
+                    self._on_reshare(tick)
+                elif kind == "worker_lost":
+                    self._on_worker_lost(tick)
                     if self.settings.stop_on_worker_loss:
                         self._errors.append(f"load worker {tick.get('worker')} was lost")
                         return "error"
                 elif kind == "log":
-                    self._emit("log", {"level": tick.get("level"), "message": tick.get("message")})
+                    message = str(tick.get("message"))
+                    self._emit(
+                        LogMessage(
+                            t=self.clock(),
+                            level="error" if tick.get("level") == "error" else "warning",
+                            message=message,
+                        )
+                    )
                     self._errors.append(str(tick.get("message")))
                 elif kind == "error":
                     raise EnvironmentProblem(f"load engine: {tick.get('message')}")
@@ -355,20 +522,20 @@ class Runner:
             now = self.clock()
             while now >= next_sample:
                 metrics = self.aggregator.sample(next_sample)
-                self._emit("sample", {"metrics": metrics}, t=next_sample)
+                self._emit(Sample(t=next_sample, metrics=metrics))
                 timeline.on_sample(next_sample, metrics)
                 self._update_phase(timeline, next_sample)
                 tripped = guardrails.observe(next_sample, metrics)
                 if tripped is not None:
                     self._abort = tripped
                     self._emit(
-                        "guardrail_breached",
-                        {
-                            "metric": tripped.metric,
-                            "value": tripped.value,
-                            "min": tripped.min,
-                            "max": tripped.max,
-                        },
+                        GuardrailTripped(
+                            t=next_sample,
+                            metric=tripped.metric,
+                            value=tripped.value,
+                            min=tripped.min,
+                            max=tripped.max,
+                        )
                     )
                     return "aborted"
                 next_sample += 1.0
@@ -378,15 +545,24 @@ class Runner:
             if timeline.failures:
                 self._errors.extend(timeline.failures)
                 return "error"
+            if self._env is not None:
+                failure = self._env.check()
+                if failure is not None:
+                    self._errors.append(f"environment: {failure}")
+                    self._emit(
+                        LogMessage(t=self.clock(), level="error", message=f"environment: {failure}")
+                    )
+                    return "error"
             if now - last_summary >= _SUMMARY_EVERY_S:
                 last_summary = now
-                self._write_summary(started_at, "running", None, timeline, [], None)
+                if not self._write_summary(started_at, timeline):
+                    return "error"  # nothing of this run can be recorded: end it, roll back
             if now > end + _END_GRACE_S + 5.0:
                 return "completed"  # the engine overran its own end; do not wait for it
             if load.returncode is not None and tick is None:
                 return "completed" if load.returncode == 0 else "error"
 
-    def _live_checks(self, thresholds: list[Threshold], t: float) -> None:
+    def _live_checks(self, thresholds: Sequence[Check], t: float) -> None:
         """Each hypothesis on the current phase so far: what the verdict would be now.
 
         The open-ended window (start, inf) matches the current phase's merged histograms and
@@ -407,19 +583,18 @@ class Runner:
                 else self.aggregator.window(threshold.metric, start, math.inf)
             )
             self._emit(
-                "check",
-                {
-                    "kind": "hypothesis",
-                    "phase": phase,
-                    "metric": threshold.metric,
-                    "min": threshold.min,
-                    "max": threshold.max,
-                    "value": value,
-                    "ok": threshold.ok(value),
-                    "window": [round(start, 3), round(t, 3)],
-                    "live": True,
-                },
-                t=t,
+                CheckJudged(
+                    t=t,
+                    kind="hypothesis",
+                    phase=phase,
+                    metric=threshold.metric,
+                    min=threshold.min,
+                    max=threshold.max,
+                    value=value,
+                    ok=threshold.ok(value),
+                    window=(round(start, 3), round(t, 3)),
+                    live=True,
+                )
             )
 
     def _drain_ticks(self, load: LoadProcess) -> None:
@@ -434,6 +609,7 @@ class Runner:
     def _update_phase(self, timeline: FaultTimeline, t: float) -> None:
         active = timeline.active
         applied = [s for s in timeline.states if s.applied_at is not None]
+        phase: Phase
         if active:
             phase = "during"
         elif applied:
@@ -444,7 +620,7 @@ class Runner:
             self._phase = phase
             self._phase_started = t
             self.aggregator.mark_phase(phase, t)
-            self._emit("phase_changed", {"phase": phase, "load_phase": self._load_phase_at(t)}, t=t)
+            self._emit(PhaseChanged(t=t, phase=phase, load_phase=self._load_phase_at(t)))
 
     def _load_phase_at(self, t: float) -> str:
         for phase in self.plan.load_phases:
@@ -453,33 +629,6 @@ class Runner:
         return ""
 
     # --- parts -------------------------------------------------------------------------------
-    def _fault_windows(self) -> list[FaultWindowSpec]:
-        windows = []
-        for fault in self.experiment.faults:
-            trigger = None
-            if fault.when is not None:
-                trigger = Trigger(
-                    metric=fault.when.metric,
-                    above=fault.when.above,
-                    below=fault.when.below,
-                    for_s=fault.when.for_,
-                )
-            windows.append(
-                FaultWindowSpec(
-                    spec=FaultSpec(
-                        name=fault.name,
-                        kind=fault.kind,
-                        target=fault.target,
-                        params=fault.params(),
-                    ),
-                    start=None if trigger is not None else float(fault.at),
-                    duration=fault.for_,
-                    ramp=fault.ramp,
-                    trigger=trigger,
-                )
-            )
-        return windows
-
     def _load_spec(self) -> LoadSpec:
         load = self.experiment.load
         behaviour = load.behaviour
@@ -524,13 +673,8 @@ class Runner:
         previous: dict[str, dict[str, Any]] = {}
         for service, values in wanted.items():
             if not admin.has(service):
-                self._emit(
-                    "log",
-                    {
-                        "level": "warning",
-                        "message": f"stack settings for {service} skipped: no admin",
-                    },
-                )
+                message = f"stack settings for {service} skipped: no admin"
+                self._emit(LogMessage(t=self.clock(), level="warning", message=message))
                 continue
             current = admin.get(service)
             previous[service] = {k: current.get(k) for k in values}
@@ -538,8 +682,9 @@ class Runner:
                 record.remember_setting(service, self.endpoints.services[service], key, value)
             admin.set(service, values)
             self._emit(
-                "stack_configured",
-                {"service": service, "settings": values, "previous": previous[service]},
+                StackConfigured(
+                    t=self.clock(), service=service, settings=values, previous=previous[service]
+                )
             )
         return previous
 
@@ -558,163 +703,123 @@ class Runner:
                 self._restore_failed = True
                 self._errors.append(f"could not restore {service} settings: {exc}")
 
-    def _threshold(self, check: Any) -> Threshold:
-        return Threshold(
-            metric=check.metric,
-            min=check.min,
-            max=check.max,
-            phase=getattr(check, "phase", "all"),
-            for_s=float(getattr(check, "for_", 0.0) or 0.0),
-        )
-
     def _phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float] | None]:
-        end = min(self.clock(), self.plan.duration_s)
-        spans = timeline.observed_windows()
-        if not spans:
-            return {"baseline": (0.0, end), "during": None, "recovery": None}
-        first = min(s for s, _ in spans)
-        last = max(e for _, e in spans)
-        return {
-            "baseline": (0.0, first) if first >= 1.0 else None,
-            "during": (first, min(last, end)),
-            "recovery": (last, end) if end - last >= 1.0 else None,
-        }
+        return check_phases(timeline.observed_windows(), min(self.clock(), self.plan.duration_s))
 
     def _final_checks(
         self, timeline: FaultTimeline, audit: AuditResult | None
     ) -> list[CheckResult]:
-        overall = self.aggregator.overall()
-        thresholds = [self._threshold(h) for h in self.experiment.hypothesis]
-        checks = judge(
-            [t for t in thresholds if t.metric not in AUDIT_METRICS],
+        return final_checks(
+            hypothesis=self.plan.hypothesis,
+            guardrails=self.plan.guardrails,
             phases=self._phases(timeline),
             window=self.aggregator.window,
-            overall=overall,
+            overall=self.aggregator.overall(),
+            audit=audit,
+            tripped=self._abort,
         )
-        # Audit metrics exist once, after the drain: judged on the whole run.
-        for threshold in (t for t in thresholds if t.metric in AUDIT_METRICS):
-            invariant = None if audit is None else audit.invariants.get(threshold.metric)
-            if audit is None or audit.status == "skipped" or invariant is None:
-                reason = "audit skipped" if audit is None else (audit.reason or "audit skipped")
-                checks.append(
-                    CheckResult(
-                        "hypothesis",
-                        "overall",
-                        threshold.metric,
-                        threshold.min,
-                        threshold.max,
-                        None,
-                        None,
-                        note=reason,
-                    )
-                )
-            else:
-                value = float(invariant.count)
-                checks.append(
-                    CheckResult(
-                        "hypothesis",
-                        "overall",
-                        threshold.metric,
-                        threshold.min,
-                        threshold.max,
-                        value,
-                        threshold.ok(value),
-                        note="audit after drain",
-                    )
-                )
-        guardrails = GuardrailWatch([self._threshold(g) for g in self.experiment.guardrails])
-        checks.extend(guardrails.final(self._abort))
-        if audit is not None and audit.status != "skipped":
-            for name, invariant in audit.invariants.items():
-                checks.append(
-                    CheckResult(
-                        "audit",
-                        "overall",
-                        name,
-                        None,
-                        0.0,
-                        float(invariant.count),
-                        invariant.count == 0,
-                    )
-                )
-        return checks
 
-    def _verdict(
-        self, status: Status, checks: list[CheckResult], audit: AuditResult | None
-    ) -> tuple[Verdict, int]:
-        if status == "error":
-            return "error", 4
-        if status in ("aborted", "interrupted"):
-            return "aborted", 3
-        failed = [c for c in checks if c.ok is False and c.kind in ("hypothesis", "audit")]
-        return ("violated", 1) if failed else ("held", 0)
+    def _phase_metrics(
+        self, timeline: FaultTimeline, audit: AuditResult | None
+    ) -> dict[str, dict[str, float | None]]:
+        """Each check phase's metrics, computed once: the values the checks judged."""
+        return {
+            phase: {
+                **self.aggregator.windows(span[0], span[1]),
+                **(audit.kpis(phase) if audit is not None else {}),
+            }
+            for phase, span in self._phases(timeline).items()
+            if span is not None
+        }
+
+    def _wall_phases(self, timeline: FaultTimeline) -> dict[str, tuple[float, float]]:
+        """The check phases as epoch-second spans, for the audit's per-phase ledger KPIs."""
+        spans = {n: s for n, s in self._phases(timeline).items() if s is not None}
+        # The last phase runs on to the drain: late answers of its intents belong to it.
+        last = max(spans, key=lambda n: spans[n][0], default=None)
+        return {
+            name: (self._t0 + start, math.inf if name == last else self._t0 + end)
+            for name, (start, end) in spans.items()
+        }
+
+    def _abort_record(self, status: Status) -> Abort | None:
+        if status == "interrupted":
+            return Abort(reason="signal", t=round(self.clock(), 3))
+        if self._abort is None:
+            return None
+        return Abort(
+            reason="guardrail",
+            t=self._abort.t if self._abort.t is not None else round(self.clock(), 3),
+            metric=self._abort.metric,
+            value=self._abort.value,
+            limit=self._abort.max if self._abort.max is not None else self._abort.min,
+        )
 
     def _write_summary(
-        self,
-        started_at: datetime,
-        status: str,
-        verdict: str | None,
-        timeline: FaultTimeline,
-        checks: list[CheckResult],
-        audit: AuditResult | None,
-        *,
-        exit_code: int | None = None,
-    ) -> dict[str, Any]:
-        per_phase: dict[str, dict[str, float | None]] = {}
-        if status != "running":  # per-phase figures are computed once, at the end
-            for phase, span in self._phases(timeline).items():
-                if span is not None:
-                    row = self.aggregator.windows(span[0], span[1])
-                    per_phase[phase] = dict(row)
+        self, started_at: datetime, timeline: FaultTimeline, result: RunResult | None = None
+    ) -> bool:
+        """summary.json: while running (``result`` None) from live values, then from the result."""
         experiment = self.experiment
-        summary: dict[str, Any] = {
-            "schema": 1,
-            "run_id": self.run_id,
-            "experiment": {
-                "name": experiment.name,
-                "description": experiment.description,
-                "file": str(getattr(experiment, "source_path", "") or ""),
-                "seed": experiment.seed,
-                "target": self.endpoints.name,
-            },
-            "started_at": started_at.isoformat(),
-            "ended_at": datetime.now(UTC).isoformat() if status != "running" else None,
-            "duration_s": round(max(0.0, self.clock()), 3),
-            "status": status,
-            "verdict": verdict,
-            "exit_code": exit_code,
-            "environment": {
-                "chaoskit_version": __version__,
-                "python": platform.python_version(),
-                "platform": platform.platform(),
-                "target_kind": self.endpoints.kind,
-                "workers": self.settings.workers,
-            },
-            "metrics": self.aggregator.overall(),
-            "phases": per_phase,
-            "checks": [c.to_json() for c in checks],
-            "faults": timeline.to_json(),
-            "audit": audit.to_json()
+        ended = result is not None
+        checks = result.checks if result else ()
+        abort = None if result is None else result.abort
+        audit = None if result is None else result.audit
+        summary = Summary(
+            run_id=self.run_id,
+            experiment=ExperimentInfo(
+                name=experiment.name,
+                description=experiment.description,
+                file=str(getattr(experiment, "source_path", "") or ""),
+                seed=experiment.seed,
+                target=self.endpoints.name,
+            ),
+            started_at=started_at.isoformat(),
+            ended_at=datetime.now(UTC).isoformat() if ended else None,
+            duration_s=result.duration_s if result else round(max(0.0, self.clock()), 3),
+            status=result.status if result else "running",
+            verdict=result.verdict if result else None,
+            exit_code=int(result.exit_code) if result else None,
+            environment=EnvironmentInfo(
+                chaoskit_version=__version__,
+                python=platform.python_version(),
+                platform=platform.platform(),
+                target_kind=self.endpoints.kind,
+                workers=self.settings.workers,
+            ),
+            metrics=dict(result.metrics if result else self.aggregator.overall()),
+            phases={k: dict(v) for k, v in result.phases.items()} if result else {},  # type: ignore[misc]
+            checks=[SummaryCheck.model_validate(c.to_json()) for c in checks],
+            faults=[
+                SummaryFault.model_validate(dataclasses.asdict(f))
+                for f in (result.faults if result else timeline.records())
+            ],
+            audit=Audit.model_validate(audit.to_json())
             if audit is not None
-            else {"status": "skipped", "reason": "run did not reach the audit", "invariants": {}},
-            "abort": None
-            if self._abort is None
-            else {
-                "reason": "guardrail",
-                "metric": self._abort.metric,
-                "value": self._abort.value,
-                "limit": self._abort.max if self._abort.max is not None else self._abort.min,
-                "t": self._abort.t,
-            },
-            "plan": self.plan.to_json(),
-            "load_workers": list(self._worker_changes),
-            "errors": list(self._errors),
-        }
-        if status == "interrupted":
-            summary["abort"] = {"reason": "signal", "t": round(self.clock(), 3)}
+            else Audit(status="skipped", reason="run did not reach the audit"),
+            abort=None if abort is None else SummaryAbort.model_validate(dataclasses.asdict(abort)),
+            plan=SummaryPlan.model_validate(self.plan.to_json()),
+            load_workers=[WorkerChange.model_validate(c) for c in self._worker_changes],
+            errors=list(result.errors if result else self._errors),
+        )
         try:
-            self.summary.write(Summary.model_validate(summary))
-        except Exception as exc:  # a summary that does not fit its schema is still written
-            summary["errors"] = [*summary["errors"], f"summary did not validate: {exc}"]
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-        return summary
+            self.summary.write(summary)
+        except OSError as exc:
+            self._report_failed = True
+            message = _os_error(exc)
+            if message not in self._errors:
+                self._errors.append(message)
+            # A folder that takes no new file may still let summary.json be rewritten.
+            with (
+                contextlib.suppress(OSError),
+                (self.run_dir / "summary.json").open("r+", encoding="utf-8") as handle,
+            ):
+                handle.truncate(0)
+                handle.write(summary.to_json_text())
+            return False
+        return True
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file that could not be written: which file and why."""
+    where = f" {exc.filename}" if exc.filename else ""
+    return f"reports: cannot write{where}: {exc.strerror or exc}"

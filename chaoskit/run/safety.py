@@ -24,7 +24,7 @@ from chaoskit.experiment.durations import format_duration
 from chaoskit.experiment.models import Experiment
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.observe.metrics import METRICS
-from chaoskit.plan import FaultWindow, Plan
+from chaoskit.planning import FaultWindow, Plan
 from chaoskit.run.settings import stack_settings
 from chaoskit.stack.endpoints import StackEndpoints
 from chaoskit.stack.target import AttachTarget, Target, env_refs

@@ -41,6 +41,6 @@ def stack_settings(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
     put("coupon", "lag_ms", None if lag is None else float(lag) * 1000.0)
     put("coupon", "idempotent", coupon.get("idempotent"))
     eligibility = stack.get("eligibility") or {}
-    for key in ("free_orders_per_user", "referral_share"):
+    for key in ("free_orders_per_user", "referral_share", "release_on_failure"):
         put("eligibility", key, eligibility.get(key))
     return out

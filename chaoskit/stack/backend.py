@@ -1,19 +1,17 @@
-"""The backend-neutral face of a stack (local processes, containers) and the factory for it."""
+"""The backend-neutral face of a stack (local processes, containers, attach): what every
+backend offers, and the probes they share. The factory is ``chaoskit.stack.factory``."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Protocol, cast, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
-from chaoskit.errors import ChaoskitError, InputError
+from chaoskit.errors import ChaoskitError
 from chaoskit.faults.toxiproxy import Proxy, ToxiproxyClient
 from chaoskit.stack.endpoints import StackEndpoints
-from chaoskit.stack.target import LocalTarget, Target
 
 __all__ = [
     "ProgressCallback",
@@ -21,7 +19,6 @@ __all__ = [
     "StackBackend",
     "StackStatus",
     "StartupUpdate",
-    "open_backend",
 ]
 
 Health = Literal["ok", "unhealthy", "down"]
@@ -130,31 +127,6 @@ class StackBackend(Protocol):
     def is_up(self) -> bool:
         """True when every part this backend started is alive."""
         ...
-
-
-# Backends other than local live in their own modules and are imported only when used,
-# so a missing optional dependency (docker SDK) never breaks `chaoskit up` for local.
-_BACKEND_MODULES: dict[str, tuple[str, str]] = {
-    "docker": ("chaoskit.stack.docker", "DockerStack"),
-    "attach": ("chaoskit.stack.attach", "AttachStack"),
-}
-
-
-def open_backend(target: Target, *, state_dir: Path | None = None) -> StackBackend:
-    """The backend for ``target``'s kind: LocalStack, DockerStack (lazy) or AttachStack (lazy)."""
-    if isinstance(target, LocalTarget):
-        from chaoskit.stack.local import LocalStack
-
-        return LocalStack(target, state_dir=state_dir)
-    module_name, class_name = _BACKEND_MODULES[target.kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        raise InputError(f"the {target.kind} backend is not available in this chaoskit") from exc
-    backend_class = getattr(module, class_name)
-    return cast(StackBackend, backend_class(target, state_dir=state_dir))
 
 
 def http_health(http: httpx.Client, base_url: str, service: str) -> Health:

@@ -20,11 +20,13 @@ from typing import Any
 __all__ = [
     "STATE_FILE",
     "ProcessRecord",
+    "RecordedStack",
     "StackState",
     "chaoskit_home",
     "default_state_dir",
     "process_start_time",
     "read_state",
+    "recorded_stacks",
     "remove_state",
     "stop_process",
     "stop_processes",
@@ -225,3 +227,46 @@ def _signal(record: ProcessRecord, signum: signal.Signals) -> None:
             os.killpg(record.pid, signum)
         else:
             os.kill(record.pid, signum)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedStack:
+    """A stack some `chaoskit up` recorded under the chaoskit home, and where."""
+
+    state_dir: Path
+    state: StackState
+
+    @property
+    def kind(self) -> str:
+        """local or docker."""
+        return self.state.kind
+
+    @property
+    def name(self) -> str:
+        """The target's name (the stack's folder under ``stacks/``)."""
+        return self.state.name
+
+
+def recorded_stacks(home: Path | None = None) -> list[RecordedStack]:
+    """Every stack with a state file under ``<home>/stacks``, whatever its backend.
+
+    Local stacks keep ``stacks/<name>/state.json``, docker stacks ``stacks/<name>/docker/
+    state.json``. A local record whose processes are all gone is not a stack that is up
+    (it is left for `down` to tidy); a docker record counts until `down` removes it, since
+    telling needs the engine.
+    """
+    root = (home or chaoskit_home()) / "stacks"
+    found: list[RecordedStack] = []
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir())
+    except OSError:
+        return found
+    for folder in folders:
+        for state_dir in (folder, folder / "docker"):
+            state = read_state(state_dir)
+            if state is None:
+                continue
+            if state.kind == "local" and not any(p.is_alive() for p in state.processes):
+                continue
+            found.append(RecordedStack(state_dir=state_dir, state=state))
+    return found

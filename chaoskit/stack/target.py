@@ -32,12 +32,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from chaoskit._yaml import Loc, Place, did_you_mean, load_yaml, plain, read_input
 from chaoskit.errors import TargetFileError
 from chaoskit.experiment.durations import PositiveDuration
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES, ProxyRef
+from chaoskit.stack.service_settings import SettingsProblem, check_service_settings
 
 __all__ = [
     "BUILTIN_TARGETS",
@@ -423,28 +423,14 @@ def load_target(name_or_path: str | os.PathLike[str]) -> Target:
                 f"unknown target {text!r}: expected {' or '.join(BUILTIN_TARGETS)} "
                 "or a path to a target YAML file"
             )
-    try:
-        source = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TargetFileError("no such target file", path=path) from None
-    except OSError as exc:
-        raise TargetFileError(f"cannot read target file: {exc.strerror}", path=path) from exc
+    source = read_input(path, error=TargetFileError, what="target")
     return parse_target(source, path=path)
 
 
 def parse_target(source: str, *, path: Path | str | None = None) -> Target:
     """Validate target YAML text; errors point at the offending key."""
-    yaml = YAML(typ="rt")
-    try:
-        data = yaml.load(source)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = None if mark is None else mark.line + 1
-        col = None if mark is None else mark.column + 1
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise TargetFileError(f"invalid YAML: {problem}", path=path, line=line, col=col) from exc
-    except YAMLError as exc:
-        raise TargetFileError(f"invalid YAML: {exc}", path=path) from exc
+    where = None if path is None else Path(path)
+    data = load_yaml(source, path=where, error=TargetFileError)
     if not isinstance(data, Mapping):
         raise TargetFileError(
             "expected a mapping with version, kind and name at the top level",
@@ -453,58 +439,43 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
             col=1,
         )
     try:
-        target = _TARGET_ADAPTER.validate_python(_plain(data))
+        target = _TARGET_ADAPTER.validate_python(plain(data))
     except ValidationError as exc:
         error = exc.errors()[0]
-        loc = tuple(error["loc"])
-        # The discriminated union puts the kind's tag in loc; it is not a key in the file.
-        if len(loc) > 0 and loc[0] in ("local", "docker", "attach"):
-            loc = loc[1:]
+        full: Loc = tuple(error["loc"])
         extra = (error.get("ctx") or {}).get("loc")
         if error["type"] == "target" and extra:
             # A problem raised below its validator's own field (a dict key, a list item).
-            loc = (*loc, *extra)
+            full = (*full, *extra)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            loc = ("kind",)
-        line, col = _position(data, loc)
-        raise TargetFileError(_describe(error, loc), path=path, line=line, col=col) from exc
+            full = ("kind",)
+        # The discriminated union puts the kind's tag in loc; it is not a key in the file.
+        loc = full[1:] if full and full[0] in ("local", "docker", "attach") else full
+        place = Place(data, full, model=Target, at_key=True, dotted=True)
+        message = _describe(error, loc)
+        if error["type"] == "extra_forbidden":
+            parent = Place(data, full[:-1], model=Target)
+            message += did_you_mean(str(loc[-1]), parent.allowed_keys())
+        raise TargetFileError(message, path=path, line=place.line, col=place.col) from exc
+    _check_settings(target, data, where)
     if path is not None:
         target._source = Path(path)
     return target
 
 
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip containers as plain dicts and lists, for pydantic."""
-    if isinstance(node, Mapping):
-        return {key: _plain(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain(item) for item in node]
-    return node
-
-
-def _position(data: Any, loc: Sequence[int | str]) -> tuple[int | None, int | None]:
-    """1-based line and column of the deepest key in ``loc`` present in the YAML tree."""
-    line: int | None = None
-    col: int | None = None
-    node = data
-    for part in loc:
-        lc = getattr(node, "lc", None)
-        if isinstance(node, Mapping) and part in node:
-            if lc is not None:
-                line, col = lc.key(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            if lc is not None:
-                line, col = lc.item(part)
-            node = node[part]
-        else:
-            # A missing key: point at the mapping that should hold it.
-            if line is None and lc is not None:
-                line, col = lc.line, lc.col
-            break
-    if line is None:
-        return 1, 1
-    return line + 1, (col or 0) + 1
+def _check_settings(target: Target, data: Any, path: Path | None) -> None:
+    """Refuse stack settings the stub services would refuse, before any service starts."""
+    if isinstance(target, AttachTarget):
+        return
+    for service, values in target.settings.by_service().items():
+        try:
+            check_service_settings(service, values)
+        except SettingsProblem as exc:
+            loc: Loc = ("settings", service, *exc.loc)
+            place = Place(data, loc, model=None, at_key=exc.unknown_key)
+            raise TargetFileError(
+                f"settings.{service}.{exc.message}", path=path, line=place.line, col=place.col
+            ) from None
 
 
 def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:

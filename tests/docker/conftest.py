@@ -8,7 +8,6 @@ written to a temporary folder, and takes it down at the end.
 from __future__ import annotations
 
 import os
-
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from chaoskit.stack.engine import connect
 from chaoskit.stack.images import ImageBuilder, ImageOutcome, image_names
 from chaoskit.stack.target import DockerTarget, load_target
 
-BASE_PORT = 19700 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))  # parallel checkouts: shift
+BASE_PORT = 19700 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
 STACK_NAME = "dtest"
 ORDER_TEXT = "help me buy a no-ice Boya Juexian within 15 min to the office"
 

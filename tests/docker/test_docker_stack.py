@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from chaoskit.stack.engine import LABEL_RUN, LABEL_STACK
 pytestmark = pytest.mark.docker
 
 STACK_NAME = "dtest"  # the docker_target fixture's
-BASE_PORT = 19700 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))  # parallel checkouts: shift
+BASE_PORT = 19700 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
 
 
 def test_every_service_answers_on_its_published_port(docker_stack: DockerStack) -> None:

@@ -22,7 +22,7 @@ from chaoskit.stack.local import LocalStack
 from chaoskit.stack.target import load_target
 
 REPO = Path(__file__).resolve().parents[2]
-RUN_BASE_PORT = 19900 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))  # parallel checkouts: shift
+RUN_BASE_PORT = 19900 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
 
 
 def chaoskit_command() -> list[str]:
@@ -42,6 +42,15 @@ class RunStack:
 
     def toxiproxy(self) -> ToxiproxyClient:
         return ToxiproxyClient(self.endpoints.toxiproxy_urls[0])
+
+    def toxics(self) -> dict[str, list[str]]:
+        """Every toxic in place now, by proxy (empty: nothing is faulted)."""
+        with self.toxiproxy() as client:
+            return {
+                name: [t.name for t in client.toxics(name)]
+                for name in client.proxies()
+                if client.toxics(name)
+            }
 
     def admin(self, service: str) -> dict[str, object]:
         response = httpx.get(f"{self.endpoints.services[service]}/admin", trust_env=False)

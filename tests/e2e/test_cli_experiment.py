@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from chaoskit.cli import app
 from chaoskit.cli.experiment import render_plan
 from chaoskit.experiment.loader import load_experiment
-from chaoskit.plan import build_plan
+from chaoskit.planning import build_plan
 
 pytestmark = pytest.mark.e2e
 

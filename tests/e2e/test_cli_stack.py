@@ -16,7 +16,7 @@ from chaoskit.stack.state import read_state
 
 pytestmark = pytest.mark.e2e
 
-BASE_PORT = 19600 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))  # parallel checkouts: shift
+BASE_PORT = 19600 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
 REPO = Path(__file__).resolve().parents[2]
 
 

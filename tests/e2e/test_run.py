@@ -6,9 +6,8 @@ and that no toxic and no changed setting outlives the run.
 
 from __future__ import annotations
 
-import os
-
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -36,12 +35,7 @@ def only_run_dir(reports: Path) -> Path:
 
 
 def toxics_on(stack: RunStack) -> dict[str, list[str]]:
-    with stack.toxiproxy() as client:
-        return {
-            name: [t.name for t in client.toxics(name)]
-            for name in client.proxies()
-            if client.toxics(name)
-        }
+    return dict(stack.toxics())
 
 
 def wait_for_fault(stack: RunStack, timeout: float = 20.0) -> None:
@@ -275,7 +269,8 @@ def test_a_worker_started_separately_joins_an_expecting_master(
     )
     try:
         time.sleep(1.0)
-        joined = clean_stack.run("worker", "--master", "127.0.0.1:19958", timeout=60)
+        port = 19958 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
+        joined = clean_stack.run("worker", "--master", f"127.0.0.1:{port}", timeout=60)
         driver.wait(timeout=60)
     finally:
         if driver.poll() is None:

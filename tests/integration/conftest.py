@@ -9,7 +9,6 @@ changed; ``place_order`` posts one order to the gateway and times it.
 from __future__ import annotations
 
 import os
-
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ from chaoskit.stack.endpoints import StackEndpoints
 from chaoskit.stack.local import LocalStack
 from chaoskit.stack.target import LocalTarget, StackSettings
 
-BASE_PORT = 19400 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))  # parallel checkouts: shift
+BASE_PORT = 19400 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
 ORDER_TEXT = "help me buy a no-ice Boya Juexian within 15 min to the office"
 
 # Deterministic failures for the tests: one attempt per call and no breaker, so a fault on

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CHAOSKIT = str(REPO / ".venv" / "bin" / "chaoskit")
-BASE_PORT = 19800 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))  # parallel checkouts: shift
+BASE_PORT = 19800 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
 GATEWAY = f"http://127.0.0.1:{BASE_PORT + 10}"
 TOXIPROXY = f"http://127.0.0.1:{BASE_PORT + 74}"
 SECRET = "stg-secret-7f3c9a2d51e04b8c"

@@ -117,10 +117,17 @@ class CouponService(Service):
         loop = asyncio.get_running_loop()
         started = loop.time()
         conn = await self.pool.acquire()
+        # The lag is read when the write runs, not when the request came: writes queued for
+        # the pool during a coupon_lag fault run at normal speed once the fault is removed.
         write = loop.run_in_executor(
             self.executor,
             lambda: _write_credit(
-                conn, order_id, order_time, amount, lag_s=s.lag_ms / 1000.0, idempotent=s.idempotent
+                conn,
+                order_id,
+                order_time,
+                amount,
+                lag_s=self.settings.lag_ms / 1000.0,
+                idempotent=s.idempotent,
             ),
         )
         # The connection goes back only when its thread is done with it, even if we are cancelled.

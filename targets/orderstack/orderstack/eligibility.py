@@ -1,8 +1,10 @@
-"""eligibility: free-order quota from referrals, deterministic per user."""
+"""eligibility: free-order quota from referrals, deterministic per user, with a grants ledger."""
 
 from __future__ import annotations
 
+import time
 import zlib
+from typing import Any
 
 from aiohttp import web
 
@@ -24,31 +26,58 @@ class EligibilityService(Service):
 
     def __init__(self, config: StackConfig) -> None:
         super().__init__(config)
-        self.counters.update(checks=0, eligible=0)
-        self.used: dict[str, int] = {}  # user -> free orders granted
+        self.counters.update(checks=0, eligible=0, releases=0)
+        self.used: dict[str, int] = {}  # user -> free orders granted and not given back
         self.decided: dict[str, bool] = {}  # order_id -> answer (a retried check counts once)
+        # order_id -> the grant: who, when, and when it was given back (the audit's ledger).
+        self.grants: dict[str, dict[str, Any]] = {}
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/check", self.check)]
+        return [web.post("/check", self.check), web.post("/release", self.release)]
 
     async def check(self, request: web.Request) -> web.Response:
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)
         user_id = field_of(body, "user_id", str)
         self.counters["checks"] += 1
+        s = self.settings
         eligible = self.decided.get(order_id)
         if eligible is None:
-            s = self.settings
             eligible = False
             if has_referral(user_id, seed=self.config.seed, share=s.referral_share):
                 used = self.used.get(user_id, 0)
                 if used < s.free_orders_per_user:
                     self.used[user_id] = used + 1
                     eligible = True
+                    self.grants[order_id] = {
+                        "order_id": order_id,
+                        "user_id": user_id,
+                        "granted_at": time.time(),
+                        "released_at": None,
+                    }
             self.decided[order_id] = eligible
             if eligible:
                 self.counters["eligible"] += 1
-        return json_response({"eligible": eligible})
+        # The gateway reads the policy from the answer: it releases only when told it may.
+        return json_response({"eligible": eligible, "release_on_failure": s.release_on_failure})
+
+    async def release(self, request: web.Request) -> web.Response:
+        """Give a failed order's free order back to its buyer (idempotent by order)."""
+        body = await read_json(request)
+        order_id = field_of(body, "order_id", str)
+        grant = self.grants.get(order_id)
+        if grant is None or grant["released_at"] is not None:
+            return json_response({"released": False, "order_id": order_id})
+        grant["released_at"] = time.time()
+        user_id = grant["user_id"]
+        self.used[user_id] = max(0, self.used.get(user_id, 0) - 1)
+        # A re-click with the same key must be decided afresh: the quota is back.
+        self.decided.pop(order_id, None)
+        self.counters["releases"] += 1
+        return json_response({"released": True, "order_id": order_id})
 
     def gauges(self) -> dict[str, float]:
-        return {"users_with_free_orders": len(self.used)}
+        return {"users_with_free_orders": sum(1 for n in self.used.values() if n)}
+
+    def ledger(self) -> dict[str, Any]:
+        return {"grants": list(self.grants.values())}

@@ -88,6 +88,8 @@ class GatewayService(Service):
             coupon_enqueued=0,
             compensations=0,
             compensations_failed=0,
+            releases=0,
+            releases_failed=0,
         )
         for step in STEPS:
             self.counters[f"failed_step.{step}"] = 0
@@ -192,15 +194,22 @@ class GatewayService(Service):
         quote = await call("lbs", {"order_id": order_id, "place": intent.place})
         verdict = await call("eligibility", {"order_id": order_id, "user_id": user_id})
         eligible = bool(verdict.get("eligible"))
-        order = await call(
-            "orders",
-            {
-                "order_id": order_id,
-                "intent_id": intent_id,
-                "user_id": user_id,
-                "eligible": eligible,
-            },
-        )
+        # The compensating design: a failed order gives its free order back to the buyer.
+        releasable = eligible and bool(verdict.get("release_on_failure"))
+        try:
+            order = await call(
+                "orders",
+                {
+                    "order_id": order_id,
+                    "intent_id": intent_id,
+                    "user_id": user_id,
+                    "eligible": eligible,
+                },
+            )
+        except StepFailed:
+            if releasable:
+                await self._release(order_id)
+            raise
         try:
             accepted = await call(
                 "store", {"order_id": order_id, "store_hint": quote.get("store_hint", 0)}
@@ -213,6 +222,8 @@ class GatewayService(Service):
             # The client is told "failed": cancel the order so the ledger agrees (best effort;
             # nothing else is released, as in the system being modelled).
             await self._cancel(order_id)
+            if releasable:
+                await self._release(order_id)
             raise
         self.counters["orders_ok"] += 1
         return json_response(
@@ -296,6 +307,20 @@ class GatewayService(Service):
             ok = False
         if not ok:
             self.counters["compensations_failed"] += 1
+
+    async def _release(self, order_id: str) -> None:
+        """Give the free-order quota back (best effort: a failed release is counted)."""
+        self.counters["releases"] += 1
+        data = _dumps({"order_id": order_id}).encode()
+        try:
+            resp = await self.upstreams["eligibility"].post(
+                "/release", data, timeout=self.settings.timeout_s
+            )
+            ok = resp.status < 300
+        except (TimeoutError, UpstreamError):
+            ok = False
+        if not ok:
+            self.counters["releases_failed"] += 1
 
     async def _send_credit(self, item: OutboxItem) -> bool:
         payload = {"order_id": item.order_id, "order_time": item.order_time, "amount": item.amount}

@@ -84,6 +84,8 @@ class LbsSettings(ServiceSettings):
 class EligibilitySettings(ServiceSettings):
     free_orders_per_user: int = _setting(1, lo=0, hi=1_000_000)
     referral_share: float = _setting(0.3, lo=0.0, hi=1.0)
+    # The compensating design: the gateway gives a granted free order back when the order fails.
+    release_on_failure: bool = _setting(False)
 
 
 @dataclass(frozen=True, slots=True)

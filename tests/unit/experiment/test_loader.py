@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from chaoskit.errors import ExperimentError
+from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.experiment.loader import load_experiment, parse_experiment
 from chaoskit.experiment.models import (
     CouponLagFault,
@@ -113,6 +114,7 @@ def test_shipped_experiments_are_all_there() -> None:
         "festival-surge",
         "rider-shortage",
         "coupon-coupled",
+        "coupon-compensated",
         "coupon-decoupled",
         "retry-storm",
         "demo-short",
@@ -296,7 +298,7 @@ def test_bad_input_points_at_the_line(old: str, new: str, where: str, message: s
     error = _error(SKETCH.replace(old, new, 1))
     assert str(error).startswith(f"{where}: {message}")
     assert (error.line, error.col) == tuple(int(n) for n in where.split(":")[1:])
-    assert error.exit_code == 2
+    assert exit_code_for_error(error) == 2
 
 
 def test_several_problems_report_the_first_and_count_the_rest() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from chaoskit.errors import EnvironmentProblem, TargetUnreachable, ToxiproxyError
+from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.faults.toxiproxy import (
     ProxySpec,
     Toxic,
@@ -85,7 +86,7 @@ def test_http_errors_keep_status_and_server_message(
     assert caught.value.status == status
     assert server_error in str(caught.value)
     assert str(status) in str(caught.value)
-    assert isinstance(caught.value, EnvironmentProblem) and caught.value.exit_code == 4
+    assert isinstance(caught.value, EnvironmentProblem) and exit_code_for_error(caught.value) == 4
 
 
 def test_error_body_that_is_not_json_is_quoted(server: tuple[str, type[_Handler]]) -> None:

@@ -266,3 +266,21 @@ def test_ticks_and_stats_from_threads_add_up() -> None:
     overall = agg.overall()
     assert overall["intents"] == 200
     assert overall["store_rejections"] == 199
+
+
+def test_first_try_failure_rate_live_by_window_start_and_overall() -> None:
+    agg = MetricsAggregator()
+    # Second 0: 4 first tries, 3 failed (the re-clicks may still fulfil them: not counted).
+    agg.add_tick(
+        tick(1.0, first_tries=4, first_try_failed=3, by_start={"0:t": 4, "0:1": 3, "0:f": 4})
+    )
+    # Second 1: 6 first tries, 0 failed; a late answer for second 0's intents arrives here too.
+    agg.add_tick(tick(2.0, first_tries=6, first_try_failed=0, by_start={"1:t": 6, "0:f": 0}))
+    assert agg.sample(1.0)["first_try_failure_rate"] == pytest.approx(0.75)
+    assert agg.sample(2.0)["first_try_failure_rate"] == 0.0
+    # A window is judged by the intents that started in it, however late they ended.
+    assert agg.window("first_try_failure_rate", 0.0, 1.0) == pytest.approx(0.75)
+    assert agg.window("first_try_failure_rate", 1.0, 2.0) == 0.0
+    assert agg.overall()["first_try_failure_rate"] == pytest.approx(0.3)
+    # The first-try keys do not count as finished intents in fulfilment by start.
+    assert agg.window("fulfilment_rate", 0.0, 1.0) == 1.0

@@ -240,3 +240,55 @@ def test_a_million_outcome_lines_audit_quickly(stack: Any, tmp_path: Path) -> No
     assert result.invariants["lost_orders"].count == 250_000 - 4 * 63
     assert elapsed < 10.0, f"audit of 1M lines took {elapsed:.1f}s"
     print(f"\naudit of 1M outcome lines: {elapsed:.2f}s")
+
+
+def test_outbox_and_grants_ledgers_feed_the_credit_and_entitlement_invariants(
+    stack: Any, tmp_path: Path
+) -> None:
+    outcomes = write_outcomes(
+        tmp_path / "outcomes",
+        [
+            attempt("u1.0", "failed", "coupon"),  # consumed u1's free order
+            attempt("u1.1", "ok"),  # the re-click paid full price
+            attempt("u2.0", "ok"),  # credit still in the outbox
+            attempt("u3.0", "ok"),  # credit never queued nor landed
+        ],
+    )
+    serve_ledgers(
+        stack,
+        [
+            order("u1.0", status="cancelled", eligible=True),
+            order("u1.1"),
+            order("u2.0", eligible=True),
+            order("u3.0", eligible=True),
+        ],
+        [],
+        [],
+    )
+    stack.routes["/gateway/ledger"] = {
+        "outbox": [{"order_id": "u2.0", "order_time": 1000.0, "attempts": 3}]
+    }
+    stack.routes["/eligibility/ledger"] = {
+        "grants": [
+            {"order_id": o, "user_id": o[:2], "granted_at": 1000.0, "released_at": None}
+            for o in ("u1.0", "u2.0", "u3.0")
+        ]
+    }
+    services = stack.services(*LEDGERS, "eligibility")
+    result = run_audit(services, outcomes, credit_slo_s=30.0, clock=lambda: 1100.0)
+    got = result.to_json()
+    assert got["invariants"]["missing_credits"] == {"count": 1, "order_ids": ["u3.0"]}
+    assert got["invariants"]["late_credits"] == {"count": 1, "order_ids": ["u2.0"]}
+    assert got["invariants"]["lost_entitlements"] == {"count": 2, "order_ids": ["u1.0", "u3.0"]}
+    assert (got["queued_credits"], got["oldest_queued_age_s"]) == (1, 100.0)
+    assert got["free_orders"]["overall"] == {"entitled": 3, "honoured": 1, "in_slo": 0}
+    assert result.kpis()["free_orders_honoured_rate"] == pytest.approx(1 / 3)
+    # The same target without its eligibility ledger: the entitlement invariant is skipped
+    # with a note, never reported as passed, and the KPIs are unknown.
+    without = run_audit(stack.services(*LEDGERS), outcomes, credit_slo_s=30.0)
+    lost = without.to_json()["invariants"]["lost_entitlements"]
+    assert lost["skipped"] == "the target names no eligibility ledger (grants)"
+    assert without.kpis() == {}
+    stack.routes["/eligibility/ledger"] = {"something": []}
+    odd = run_audit(services, outcomes).invariants["lost_entitlements"]
+    assert odd.skipped is not None and "no grants export" in odd.skipped

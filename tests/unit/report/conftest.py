@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from chaoskit.events import Event
+from chaoskit.events import (
+    CheckJudged,
+    FaultApplied,
+    FaultRemoved,
+    FaultRequested,
+    PhaseChanged,
+    RunEnded,
+    RunStarted,
+    Sample,
+)
 from chaoskit.report.summary import (
     Audit,
     Check,
@@ -258,48 +267,51 @@ def build_run_folder(
     summary = summary or make_summary(seconds=seconds)
     with JournalWriter(path) as journal:
         journal.handle(
-            Event(
-                "run_started",
-                0.0,
-                {"run_id": summary.run_id, "experiment": summary.experiment.name},
+            RunStarted(
+                t=0.0,
+                run_id=summary.run_id,
+                experiment=summary.experiment.name,
+                target="local",
+                duration_s=float(seconds),
+                plan={},
             )
         )
-        journal.handle(Event("phase_changed", 0.0, {"phase": "baseline", "load_phase": "ramp"}))
+        journal.handle(PhaseChanged(t=0.0, phase="baseline", load_phase="ramp"))
         for t in range(seconds):
             for name, kind, target, params, start, end in FAULTS:
                 if t == start:
                     journal.handle(
-                        Event(
-                            "fault_requested",
-                            t,
-                            {"name": name, "kind": kind, "target": target, "params": params},
-                        )
+                        FaultRequested(t=t, name=name, kind=kind, target=target, params=params)
                     )
                     journal.handle(
-                        Event(
-                            "fault_applied", t + 0.03, {"name": name, "kind": kind, "lag_ms": 21.5}
+                        FaultApplied(
+                            t=t + 0.03,
+                            name=name,
+                            kind=kind,
+                            target=target,
+                            lag_ms=21.5,
+                            ends_at=float(end),
                         )
                     )
                 if t == end:
                     journal.handle(
-                        Event(
-                            "fault_removed",
-                            t + 0.02,
-                            {"name": name, "kind": kind, "lag_ms": 12.0, "reason": "ended"},
-                        )
+                        FaultRemoved(t=t + 0.02, name=name, kind=kind, lag_ms=12.0, reason="ended")
                     )
             if t == 30:
-                journal.handle(Event("phase_changed", t, {"phase": "fault", "load_phase": "ramp"}))
+                journal.handle(PhaseChanged(t=t, phase="during", load_phase="ramp"))
             if t == 90:
-                journal.handle(
-                    Event("phase_changed", t, {"phase": "recovery", "load_phase": "hold"})
-                )
-            journal.handle(Event("sample", float(t), {"metrics": sample_metrics(float(t), rng)}))
+                journal.handle(PhaseChanged(t=t, phase="recovery", load_phase="hold"))
+            journal.handle(Sample(t=float(t), metrics=sample_metrics(float(t), rng)))
         for check in summary.checks:
-            journal.handle(Event("check", check.t or 0.0, check.model_dump()))
+            fields = check.model_dump()
+            fields.update(t=check.t or 0.0, phase=fields["phase"] or "")
+            journal.handle(CheckJudged(**fields))
         journal.handle(
-            Event(
-                "run_ended", float(seconds), {"status": summary.status, "verdict": summary.verdict}
+            RunEnded(
+                t=float(seconds),
+                status=summary.status,
+                verdict=summary.verdict or "error",
+                exit_code=summary.exit_code or 0,
             )
         )
     SummaryWriter(path).write(summary)

@@ -74,7 +74,7 @@ def test_render_rewrites_the_chosen_formats(run_folder: Path) -> None:
 def test_render_reports_a_failing_format_and_exits_nonzero(run_folder: Path) -> None:
     (run_folder / "junit.xml").mkdir()
     result = runner.invoke(app, ["report", "render", str(run_folder), "-f", "md", "-f", "junit"])
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # a report that could not be written is an error, never "violated"
     assert "junit: IsADirectoryError" in result.output
     assert (run_folder / "report.md").is_file()
 
@@ -94,3 +94,32 @@ def test_render_unknown_format_is_exit_2(run_folder: Path) -> None:
     result = runner.invoke(app, ["report", "render", str(run_folder), "--formats", "pdf"])
     assert result.exit_code == 2
     assert "got pdf" in result.output
+
+
+def test_compare_lists_every_invariant_queued_credits_and_free_order_kpis(tmp_path: Path) -> None:
+    from chaoskit.report.summary import Invariant
+
+    coupled_summary = make_summary(run_id="coupled-run")
+    assert coupled_summary.audit is not None
+    coupled_summary.audit.invariants["lost_entitlements"] = Invariant(count=2904, order_ids=["a"])
+    coupled_summary.metrics["free_orders_honoured_rate"] = 0.575
+    decoupled_summary = make_summary(run_id="decoupled-run", verdict="held", coupon_ok=True)
+    assert decoupled_summary.audit is not None
+    decoupled_summary.audit.invariants["lost_entitlements"] = Invariant(count=0)
+    decoupled_summary.audit.queued_credits = 12
+    decoupled_summary.metrics["free_orders_honoured_rate"] = 1.0
+    coupled = build_run_folder(tmp_path / "a", seconds=30, outcomes=0, summary=coupled_summary)
+    decoupled = build_run_folder(tmp_path / "b", seconds=30, outcomes=0, summary=decoupled_summary)
+    result = runner.invoke(
+        app, ["report", "compare", str(coupled), str(decoupled)], env={"COLUMNS": "160"}
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    honoured = next(ln for ln in lines if ln.strip("│ ").startswith("free_orders_honoured_rate"))
+    assert "57.5%" in honoured and "100.0%" in honoured and "better" in honoured
+    audit = result.output.split("Audit invariants", 1)[1]
+    lost = next(ln for ln in audit.splitlines() if "lost_entitlements" in ln)
+    assert "2,904" in lost and "0" in lost
+    assert "double_credits" in audit  # unchanged invariants are listed too
+    queued = next(ln for ln in audit.splitlines() if "credits still queued" in ln)
+    assert "12" in queued

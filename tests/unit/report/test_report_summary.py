@@ -12,7 +12,7 @@ import pytest
 from conftest import make_summary
 from pydantic import ValidationError
 
-from chaoskit.events import Event, EventBus
+from chaoskit.events import EventBus, LogMessage, RunStarted, Sample
 from chaoskit.report.summary import (
     SCHEMA_PATH,
     JournalWriter,
@@ -166,8 +166,10 @@ def test_journal_writes_one_parseable_line_per_event_even_with_nan(tmp_path: Pat
     bus = EventBus()
     journal = JournalWriter(tmp_path)
     bus.subscribe(journal)
-    bus.emit(Event("run_started", 0.0, {"run_id": "r1"}))
-    bus.emit(Event("sample", 1.0, {"metrics": {"error_rate": math.nan, "orders": 3}}))
+    bus.emit(
+        RunStarted(t=0.0, run_id="r1", experiment="e", target="local", duration_s=1.0, plan={})
+    )
+    bus.emit(Sample(t=1.0, metrics={"error_rate": math.nan, "orders": 3}))
     # Line-buffered: readable before close, as a live dashboard or a killed run needs.
     lines = (tmp_path / "events.jsonl").read_text().splitlines()
     assert len(lines) == 2
@@ -176,5 +178,5 @@ def test_journal_writes_one_parseable_line_per_event_even_with_nan(tmp_path: Pat
     assert sample["metrics"] == {"error_rate": None, "orders": 3}
     assert isinstance(sample["wall"], float)
     journal.close()
-    journal.handle(Event("log", 2.0, {"message": "after close"}))  # dropped, not raised
+    journal.handle(LogMessage(t=2.0, level="info", message="after close"))  # dropped, not raised
     assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 2

@@ -152,3 +152,33 @@ def test_reports_from_a_run_that_is_still_running(tmp_path: Path) -> None:
     result = write_reports(folder)
     assert result.ok, result.errors
     assert "RUNNING" in result.paths["md"].read_text()
+
+
+def test_every_view_shows_queued_credits_skipped_invariants_and_free_order_kpis(
+    run_folder: Path,
+) -> None:
+    raw = json.loads((run_folder / "summary.json").read_text())
+    raw["audit"]["invariants"]["late_credits"] = {"count": 3, "order_ids": ["o-9", "o-8", "o-7"]}
+    raw["audit"]["invariants"]["lost_entitlements"] = {
+        "count": 0,
+        "order_ids": [],
+        "skipped": "the target names no eligibility ledger (grants)",
+    }
+    raw["audit"].update(queued_credits=42, oldest_queued_age_s=37.5, credit_slo_s=30.0)
+    raw["metrics"]["free_orders_honoured_rate"] = 0.97
+    raw["phases"]["during"]["first_try_failure_rate"] = 0.5
+    (run_folder / "summary.json").write_text(json.dumps(raw))
+    paths = write_reports(run_folder, ["md", "html", "junit"]).paths
+    queue = "42 credits of this run were still durably queued in the outbox, the oldest 37.5 s"
+    md = paths["md"].read_text()
+    assert queue in md and "| `lost_entitlements` | – | – skipped |" in md
+    assert "`free_orders_honoured_rate`" in md and "97.0%" in md
+    assert "`first_try_failure_rate`" in md
+    html = paths["html"].read_text()
+    assert queue in html and "free_orders_honoured_rate" in html
+    root = ET.parse(paths["junit"]).getroot()
+    audit = next(s for s in root.iter("testsuite") if s.get("name") == "audit")
+    cases = {c.get("name"): c for c in audit.iter("testcase")}
+    skipped = cases["lost_entitlements"].find("skipped")
+    assert skipped is not None and "no eligibility ledger" in str(skipped.get("message"))
+    assert cases["late_credits"].find("failure") is not None

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from chaoskit.run.checks import GuardrailWatch, Threshold, judge
+from chaoskit.experiment.models import Check, Guardrail
+from chaoskit.run.checks import GuardrailWatch, judge
 
 
 def test_threshold_bounds_and_missing_data() -> None:
-    rate = Threshold(metric="fulfilment_rate", min=0.9)
+    rate = Check(metric="fulfilment_rate", min=0.9)
     assert rate.ok(0.95) is True
     assert rate.ok(0.9) is True
     assert rate.ok(0.89) is False
     assert rate.ok(None) is None
-    band = Threshold(metric="latency_p95_ms", min=1, max=500)
+    band = Check(metric="latency_p95_ms", min=1, max=500)
     assert band.ok(0.5) is False and band.ok(501) is False and band.ok(250) is True
     assert band.describe() == "latency_p95_ms >= 1 and <= 500"
 
@@ -25,7 +26,7 @@ def test_judge_uses_each_phase_window_and_skips_phases_that_did_not_happen() -> 
         return values["baseline" if t0 == 0 else "during"]
 
     results = judge(
-        [Threshold(metric="fulfilment_rate", min=0.9)],
+        [Check(metric="fulfilment_rate", min=0.9)],
         phases={"baseline": (0.0, 10.0), "during": (10.0, 30.0), "recovery": None},
         window=window,
         overall={"fulfilment_rate": 0.7},
@@ -40,7 +41,7 @@ def test_judge_uses_each_phase_window_and_skips_phases_that_did_not_happen() -> 
 
 def test_judge_reports_a_named_phase_that_did_not_happen_as_not_judged() -> None:
     results = judge(
-        [Threshold(metric="error_rate", max=0.1, phase="recovery")],
+        [Check(metric="error_rate", max=0.1, phase="recovery")],
         phases={"baseline": (0.0, 40.0), "during": None, "recovery": None},
         window=lambda m, a, b: 0.0,
         overall={},
@@ -50,7 +51,9 @@ def test_judge_reports_a_named_phase_that_did_not_happen_as_not_judged() -> None
 
 
 def test_guardrail_trips_only_after_its_whole_window() -> None:
-    watch = GuardrailWatch([Threshold(metric="error_rate", max=0.5, for_s=3.0)])
+    watch = GuardrailWatch(
+        [Guardrail.model_validate({"metric": "error_rate", "max": 0.5, "for": 3.0})]
+    )
     assert watch.observe(1.0, {"error_rate": 0.9}) is None
     assert watch.observe(2.0, {"error_rate": 0.9}) is None
     assert watch.observe(3.0, {"error_rate": 0.1}) is None  # back in bounds: the clock resets
@@ -64,7 +67,7 @@ def test_guardrail_trips_only_after_its_whole_window() -> None:
 
 
 def test_guardrail_ignores_missing_metrics() -> None:
-    watch = GuardrailWatch([Threshold(metric="coupon_pending", max=10)])
+    watch = GuardrailWatch([Guardrail(metric="coupon_pending", max=10)])
     for t in range(1, 10):
         assert watch.observe(float(t), {"coupon_pending": None}) is None
     assert [c.ok for c in watch.final(None)] == [True]

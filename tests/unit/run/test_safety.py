@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import textwrap
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -12,7 +13,7 @@ from rich.console import Console
 from chaoskit.errors import SafetyRefusal
 from chaoskit.experiment.loader import parse_experiment
 from chaoskit.experiment.models import Experiment
-from chaoskit.plan import build_plan
+from chaoskit.planning import build_plan
 from chaoskit.run.safety import SafetyReview, preflight
 from chaoskit.stack.attach import AttachStack
 from chaoskit.stack.target import AttachTarget, parse_target
@@ -152,8 +153,12 @@ def test_a_domain_fault_without_its_admin_endpoint_is_refused() -> None:
     assert "services.rider" in message
 
 
-def test_container_faults_are_always_refused() -> None:
+def test_container_faults_are_always_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The experiment names a target file, as with --target: only "local" rules containers out.
+    (tmp_path / "staging.yaml").write_text(textwrap.dedent(TARGET))
+    monkeypatch.chdir(tmp_path)  # the experiment's target file must exist to validate
     experiment = EXPERIMENT.replace(
         "kind: coupon_lag, lag: 1s,", "kind: container_pause, service: store,"
     ).replace("name: attach-unit\n", "name: attach-unit\ntarget: staging.yaml\n")

@@ -12,8 +12,9 @@ import time
 import pytest
 
 from chaoskit.events import Event
-from chaoskit.faults.actuators import FaultSpec
-from chaoskit.faults.timeline import FaultTimeline, FaultWindowSpec, Trigger
+from chaoskit.experiment.models import Trigger
+from chaoskit.faults.timeline import FaultTimeline
+from chaoskit.planning import FaultWindow
 
 
 class Clock:
@@ -57,10 +58,25 @@ class Recorder:
         self.log.append(("remove", self.name, 0.0))
 
 
-def window(name: str, start: float | None, duration: float | None, **kw: object) -> FaultWindowSpec:
-    return FaultWindowSpec(
-        spec=FaultSpec(name=name, kind="latency"), start=start, duration=duration, **kw
-    )  # type: ignore[arg-type]
+def window(
+    name: str,
+    start: float | None,
+    duration: float | None,
+    *,
+    ramp: float | None = None,
+    trigger: Trigger | None = None,
+) -> FaultWindow:
+    return FaultWindow(
+        name=name,
+        kind="latency",
+        family="network",
+        target="lbs",
+        start=start,
+        end=None if start is None or duration is None else start + duration,
+        length=duration,
+        trigger=trigger,
+        ramp=ramp,
+    )
 
 
 def wait_for(predicate: object, timeout: float = 2.0) -> None:
@@ -79,7 +95,7 @@ def rig() -> tuple[Clock, list[tuple[str, str, float]], list[Event]]:
 
 def make(
     rig: tuple[Clock, list[tuple[str, str, float]], list[Event]],
-    windows: list[FaultWindowSpec],
+    windows: list[FaultWindow],
     **recorder_kw: object,
 ) -> FaultTimeline:
     clock, log, events = rig
@@ -140,7 +156,7 @@ def test_ramp_moves_level_from_zero_to_one(rig) -> None:  # type: ignore[no-unty
 
 def test_metric_trigger_starts_a_window_after_the_condition_holds(rig) -> None:  # type: ignore[no-untyped-def]
     clock, log, _ = rig
-    trigger = Trigger(metric="orders_per_s", above=50.0, for_s=2.0)
+    trigger = Trigger.model_validate({"metric": "orders_per_s", "above": 50.0, "for": 2.0})
     timeline = make(rig, [window("surge-fault", None, 5.0, trigger=trigger)])
     timeline.start()
     timeline.on_sample(1.0, {"orders_per_s": 60.0})

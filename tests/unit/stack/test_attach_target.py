@@ -8,8 +8,9 @@ import pytest
 
 from chaoskit.errors import InputError, SafetyRefusal, TargetFileError
 from chaoskit.stack.attach import AttachEndpoints, AttachStack
-from chaoskit.stack.backend import StackBackend, open_backend
+from chaoskit.stack.backend import StackBackend
 from chaoskit.stack.endpoints import ProxyRef
+from chaoskit.stack.factory import open_backend
 from chaoskit.stack.target import AttachTarget, load_target, parse_target
 
 REPO = Path(__file__).resolve().parents[3]

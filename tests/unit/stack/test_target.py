@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from chaoskit.errors import TargetFileError
+from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.stack.endpoints import DEPENDENCIES
 from chaoskit.stack.target import (
     AttachTarget,
@@ -60,7 +61,7 @@ def test_port_layout_follows_the_contract() -> None:
         (GOOD.replace("  rider:", "  riders:"), 8, 3, "settings.riders: unknown key"),
         (GOOD + "colour: blue\n", 9, 1, "colour: unknown key"),
         (GOOD.replace("version: 1", "version: 2"), 1, 1, "version: input should be 1"),
-        ("version: 1\nkind: local\nname: [\n", 4, 1, "invalid YAML"),
+        ("version: 1\nkind: local\nname: [\n", 4, 1, "YAML syntax error"),
         ("- 1\n- 2\n", 1, 1, "expected a mapping"),
     ],
 )
@@ -75,7 +76,7 @@ def test_errors_point_at_the_offending_key(
     assert (error.line, error.col) == (line, col), str(error)
     assert message in error.message
     assert str(error).startswith(f"{path}:{line}:{col}: ")
-    assert error.exit_code == 2
+    assert exit_code_for_error(error) == 2
 
 
 def test_docker_target_has_image_settings_and_converts() -> None:

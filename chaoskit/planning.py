@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from chaoskit.experiment.durations import format_duration
-from chaoskit.experiment.models import Experiment, Trigger
+from chaoskit.experiment.durations import format_duration, format_duration_approx
+from chaoskit.experiment.models import Check, Experiment, Guardrail, Trigger
 from chaoskit.load.shapes import LoadPhase, LoadShapeCurve, build_shape
 
 __all__ = ["CHECK_PHASES", "FaultWindow", "Plan", "build_plan"]
@@ -55,6 +55,8 @@ class Plan:
     fault_windows: tuple[FaultWindow, ...]
     check_phases: dict[str, Span | None]
     notes: tuple[str, ...]
+    hypothesis: tuple[Check, ...] = ()  # judged per phase, from the experiment
+    guardrails: tuple[Guardrail, ...] = ()  # watched every second
     curve: LoadShapeCurve = field(repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -124,7 +126,8 @@ def build_plan(experiment: Experiment) -> Plan:
     recovery = check_phases["recovery"]
     if windows and recovery is not None and recovery[1] - recovery[0] < experiment.recovery:
         notes.append(
-            f"the recovery period is {format_duration(recovery[1] - recovery[0])}, shorter than "
+            f"the recovery period is {format_duration_approx(recovery[1] - recovery[0])}, "
+            "shorter than "
             f"recovery: {format_duration(experiment.recovery)}"
         )
     for check in experiment.hypothesis:
@@ -145,6 +148,8 @@ def build_plan(experiment: Experiment) -> Plan:
         fault_windows=tuple(windows),
         check_phases=check_phases,
         notes=tuple(notes),
+        hypothesis=tuple(experiment.hypothesis),
+        guardrails=tuple(experiment.guardrails),
         curve=curve,
     )
 
@@ -163,12 +168,12 @@ def _window_notes(
     if start >= duration:
         return [
             f'fault "{name}" starts at {format_duration(start)}, when the load '
-            f"({format_duration(duration)}) is over: it will never be applied"
+            f"({format_duration_approx(duration)}) is over: it will never be applied"
         ]
     if end is not None and end > duration:
         return [
             f'fault "{name}" would last until {format_duration(end)}, past the load end '
-            f"({format_duration(duration)}): it is removed when the load ends"
+            f"({format_duration_approx(duration)}): it is removed when the load ends"
         ]
     return []
 
@@ -187,5 +192,23 @@ def _check_phases(
         "recovery": (last, duration) if duration > last else None,
     }
     if phases["recovery"] is None:
-        notes.append("no recovery period: a fault lasts until the load ends")
+        notes.append(_no_recovery_note(windows, duration))
     return phases
+
+
+def _no_recovery_note(windows: list[FaultWindow], duration: float) -> str:
+    """Why nothing is left to recover in: name the fault that reaches the load end, and how."""
+    window = next(w for w in windows if w.span(duration)[1] >= duration)
+    if window.start is None:
+        return (
+            f'no recovery period: fault "{window.name}" starts when a metric says, so it may '
+            "be active until the load ends"
+        )
+    if window.end is None:
+        return (
+            f'no recovery period: fault "{window.name}" has no `for`: it lasts until the load ends'
+        )
+    return (
+        f'no recovery period: fault "{window.name}" lasts until {format_duration(window.end)}, '
+        f"and the load ends at {format_duration_approx(duration)}"
+    )
