@@ -277,6 +277,7 @@ class LoadGenerator:
 
     def _control_users(self) -> None:
         peak = int(math.ceil(self.curve.peak - 1e-9))
+        reconciled: Share | None = None
         while True:
             now = self.now()
             target = self.curve.value_at(now)
@@ -287,13 +288,15 @@ class LoadGenerator:
                 wake.set()
             else:
                 self._target = target
-            for user in range(peak):
-                if share.owns(user):
-                    running = self._user_greenlets.get(user)
-                    if running is None or running.dead:
-                        self._user_greenlets[user] = self._intents.spawn(
-                            self._closed_user, user, share.epoch
-                        )
+            if share is not reconciled:  # users change hands only when the share does
+                reconciled = share
+                for user in range(peak):
+                    if share.owns(user):
+                        running = self._user_greenlets.get(user)
+                        if running is None or running.dead:
+                            self._user_greenlets[user] = self._intents.spawn(
+                                self._closed_user, user, share.epoch
+                            )
             gevent.sleep(_CONTROL_S)
 
     def _closed_user(self, user: int, epoch: int) -> None:
