@@ -59,6 +59,7 @@ _LOCAL_CONNECT_TIMEOUT_S = 30.0
 _READY_LEAD_S = 0.5  # t0 is this far after the last worker is ready (or the spec's, if later)
 _RESHARE_LEAD_S = 1.0  # a new share starts this far ahead, so every worker has it in time
 _CHECK_S = 0.2  # how often the master looks for lost and joining workers
+_SPEC_RESEND_S = 1.0  # the spec again to a worker not ready after this
 _CUTOFF_S = 3.0  # a worker with no heartbeat from its master this long stops its load
 _SHARE_GRID_S = 0.01  # shares start on the arrival clock's grid
 
@@ -173,6 +174,12 @@ class _Fleet:
         for index, client_id in enumerate(self.active):
             self.shares[client_id] = Share(0.0, index, len(self.active), 0)
             self._send_spec(client_id, self.shares[client_id])
+
+    def offer_again(self) -> None:
+        """The spec again to each worker that has not said it is ready."""
+        for client_id in self.active:
+            if client_id not in self.ready:
+                self._send_spec(client_id, self.shares[client_id])
 
     def go(self, t0: float) -> None:
         """Start the shape clock at ``t0`` for every worker."""
@@ -303,10 +310,16 @@ def _drive(
     clock = Clock(spec.t0)
     fleet = _Fleet(spec=spec, master=master, merger=merger, children=children, clock=clock)
     fleet.offer(sorted(master.clients.keys())[: spec.workers])
+    resend_at = time.monotonic() + _SPEC_RESEND_S
     while not all(client_id in fleet.ready for client_id in fleet.active):
         if stop.wait(0.02):
             emit({"type": "done"})
             return 0
+        if time.monotonic() > resend_at:
+            # A worker can get our spec before it registered its handler (Locust drops it
+            # as "Unknown message type"): say it again; a worker takes the first one only.
+            fleet.offer_again()
+            resend_at = time.monotonic() + _SPEC_RESEND_S
         if time.monotonic() > deadline + _LOCAL_CONNECT_TIMEOUT_S:
             raise EnvironmentProblem("load workers joined but never became ready")
     t0 = max(spec.t0, time.time() + _READY_LEAD_S)
