@@ -57,7 +57,8 @@ def main() -> int:
     if not args.no_results:
         header = (
             "# Benchmark results\n\n"
-            f"Written by `make bench` on {datetime.date.today()} "
+            f"Last written by `python -m bench {' '.join(args.names) or '(all)'}` on"
+            f" {datetime.date.today()} "
             f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}).\n"
             "Each bench runs chaoskit beside its baseline in the same run; ratios are"
             " chaoskit / baseline.\n\n"

@@ -350,7 +350,7 @@ def main() -> int:
             indent=2,
         )
     )
-    console.print(f"[dim]wrote {OUT_FILE}[/dim]")
+    console.print(f"[dim]wrote {OUT_FILE.relative_to(BENCH_DIR.parent)}[/dim]")
     return 0
 
 

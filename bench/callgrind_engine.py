@@ -99,6 +99,7 @@ def _child_chaoskit(
     from locust.env import Environment
 
     import chaoskit.load.engine as engine_module
+    import chaoskit.load.intents as intents_module
     from chaoskit.load.engine import LoadGenerator, OutcomeLog
     from chaoskit.load.engine_run import build_curve
     from chaoskit.load.spec import LoadSpec
@@ -110,8 +111,8 @@ def _child_chaoskit(
         Tally.request = lambda *args, **kwargs: None  # type: ignore[method-assign]
         Tally.fulfilled = lambda *args, **kwargs: None  # type: ignore[method-assign]
     if "intent" in off:
-        made = engine_module.make_intent("0", "c0.0", run_id="cg")
-        engine_module.make_intent = lambda *args, **kwargs: made  # type: ignore[assignment]
+        made = intents_module.make_intent(0, "c0.0", run_id="cg")
+        setattr(engine_module, "make_intent", lambda *args, **kwargs: made)  # noqa: B010
     run_dir = Path(tempfile.mkdtemp(prefix="chaoskit-callgrind-"))
     total = warmup_s + window_s + 3600.0
     spec = LoadSpec(
@@ -129,7 +130,8 @@ def _child_chaoskit(
     import inspect
 
     if "environment" in inspect.signature(LoadGenerator).parameters:  # the engine before
-        generator = LoadGenerator(spec=spec, curve=build_curve(spec), environment=environment)
+        old_engine: Any = LoadGenerator
+        generator = old_engine(spec=spec, curve=build_curve(spec), environment=environment)
     else:
         event = None if "stats" in off else environment.events.request
         generator = LoadGenerator(spec=spec, curve=build_curve(spec), request_event=event)
