@@ -1,15 +1,24 @@
 """The load engine against a cheap endpoint, beside bare Locust and wrk, in one run.
 
-    .venv/bin/python -m bench.bench_engine [--duration 10] [--users 32] [--port 23080]
+    .venv/bin/python -m bench.bench_engine [--duration 10] [--users 32]
 
-nginx (Debian's nginx-light) answers POST /orders with a small 200 JSON on 127.0.0.1:PORT,
+nginx (Debian's nginx-light) answers POST /orders with a small 200 JSON on 127.0.0.1:23080,
 so the server is not what is measured. Side by side, each for ``--duration`` seconds with
 the same users: wrk (the machine's ceiling), bare ``locust --headless`` FastHttpUser with
 ``--processes 1`` and ``2``, chaoskit's engine (closed model) in one process and with
 ``workers: 2``, then the open model's rate accuracy (achieved / scheduled arrivals per
 10 s window) at 30% of the 1-process capacity, and at ``--open-rate`` (5,000/s) with two
-workers, with p99 latency from send and from schedule (coordinated omission).
-Writes bench/out/engine.json, prints a table.
+workers, with p99 latency from send and from schedule (coordinated omission). ``--port``
+moves nginx (parallel checkouts each use their own range). Writes bench/out/engine.json,
+prints a table.
+
+Journeys (``--journeys-only`` runs just this part): the built-in agent buyer through the
+journey code path against the hand-built request the engine had before journeys
+(bench/handbuilt_engine.py, same run, rounds alternated), goal >= 0.97x, and a three-step
+journey (POST, GET with a body condition, POST with an extracted id) beside them, each as
+requests/s and requests per CPU-second. ``--callgrind`` adds instructions per request
+(valgrind's callgrind; repeatable on a busy machine) for the hand-built and journey paths:
+two runs of different lengths each, so start-up cancels out.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from hdrh.histogram import HdrHistogram
 from rich.console import Console
 from rich.table import Table
 
+from chaoskit.journey import JourneyConfig
 from chaoskit.load.process import LoadProcess
 from chaoskit.load.spec import LoadSpec
 from chaoskit.load.tally import merge_deltas
@@ -39,7 +49,8 @@ from chaoskit.load.tally import merge_deltas
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_FILE = BENCH_DIR / "out" / "engine.json"
 LUA_SCRIPT = BENCH_DIR / "orders.lua"
-PORT = 23080  # --port moves it (parallel checkouts each use their own range)
+PORT = 23080
+URL = f"http://127.0.0.1:{PORT}"
 NGINX = "/usr/sbin/nginx"
 ANSWER = (
     '{"outcome":"ok","order_id":"bench","eligible":false,"coupon":"none",'
@@ -99,14 +110,15 @@ def _nginx_config(workdir: Path, port: int) -> Path:
     return conf
 
 
-def start_nginx(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    """nginx answering POST /orders on 127.0.0.1:``port``, configured in ``workdir``."""
+def _start_nginx(workdir: Path, port: int | None = None) -> subprocess.Popen[bytes]:
+    """nginx answering POST /orders on 127.0.0.1:``port`` (default: PORT)."""
+    port = PORT if port is None else port
+    url = f"http://127.0.0.1:{port}"
     for _ in range(12):  # the lead may still be installing nginx-light
         if Path(NGINX).exists():
             break
         time.sleep(5)
     conf = _nginx_config(workdir, port)
-    url = f"http://127.0.0.1:{port}"
     nginx = subprocess.Popen(
         [NGINX, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "error.log")],
         stdout=subprocess.DEVNULL,
@@ -140,9 +152,9 @@ def _measured(step: Any) -> dict[str, Any]:
     return result
 
 
-def _wrk(url: str, users: int, duration: int) -> dict[str, Any]:
+def _wrk(users: int, duration: int) -> dict[str, Any]:
     done = subprocess.run(
-        ["wrk", "-t1", f"-c{users}", f"-d{duration}s", "-s", str(LUA_SCRIPT), url, "--", "0", "1"],
+        ["wrk", "-t1", f"-c{users}", f"-d{duration}s", "-s", str(LUA_SCRIPT), URL, "--", "0", "1"],
         capture_output=True,
         text=True,
         check=True,
@@ -153,7 +165,7 @@ def _wrk(url: str, users: int, duration: int) -> dict[str, Any]:
     return {"rps": round(rps, 1), "requests": result["requests"]}
 
 
-def _locust(url: str, users: int, duration: int, processes: int, workdir: Path) -> dict[str, Any]:
+def _locust(users: int, duration: int, processes: int, workdir: Path) -> dict[str, Any]:
     locustfile = workdir / "bench_locustfile.py"
     locustfile.write_text(LOCUSTFILE)
     command = [
@@ -162,7 +174,7 @@ def _locust(url: str, users: int, duration: int, processes: int, workdir: Path) 
         str(locustfile),
         "--headless",
         "--host",
-        url,
+        URL,
         "-u",
         str(users),
         "-r",
@@ -186,27 +198,37 @@ def _locust(url: str, users: int, duration: int, processes: int, workdir: Path) 
     return {"rps": round(requests / max(end - start, 1e-9), 1), "requests": requests}
 
 
-def _engine(spec: LoadSpec) -> list[dict[str, Any]]:
-    engine = LoadProcess.start(spec)
+def _engine(spec: LoadSpec, python: str = sys.executable) -> list[dict[str, Any]]:
+    engine = LoadProcess.start(spec, python=python)
     records = list(engine.ticks())
-    code = engine.wait(timeout=30)
+    code = engine.wait(timeout=120)
     if code != 0 or not records or records[-1].get("type") != "done":
         raise SystemExit(f"engine failed ({code}): {engine.stderr_tail()}")
     return [r for r in records if r["type"] == "tick"]
 
 
-def _closed(url: str, users: int, duration: int, workers: int, workdir: Path) -> dict[str, Any]:
+def _closed(
+    users: int,
+    duration: int,
+    workers: int,
+    workdir: Path,
+    *,
+    python: str = sys.executable,
+    journey: JourneyConfig | None = None,
+    label: str = "",
+) -> dict[str, Any]:
     spec = LoadSpec(
-        run_id=f"bench-closed-{workers}-{int(time.time())}",
-        run_dir=str(workdir / f"closed-{workers}"),
-        gateway_url=url,
+        run_id=f"bench-closed-{workers}{label}-{int(time.time())}",
+        run_dir=str(workdir / f"closed-{workers}{label}-{time.monotonic_ns()}"),
+        gateway_url=URL,
         t0=time.time() + (6.0 if workers else 1.5),
         duration_s=float(duration),
         model="closed",
         shape={"kind": "constant", "for": duration, "users": users},
         workers=workers,
+        journey=journey,
     )
-    ticks = _engine(spec)
+    ticks = _engine(spec, python)
     requests = sum(int(t["requests"]) for t in ticks)
     errors = sum(int(t["request_errors"]) for t in ticks)
     # Full seconds after the first one that saw load: slow worker start-up is not counted.
@@ -215,11 +237,11 @@ def _closed(url: str, users: int, duration: int, workers: int, workdir: Path) ->
     return {"rps": round(steady, 1), "requests": requests, "errors": errors}
 
 
-def _open(url: str, rate: float, duration: int, workdir: Path, workers: int = 0) -> dict[str, Any]:
+def _open(rate: float, duration: int, workdir: Path, workers: int = 0) -> dict[str, Any]:
     spec = LoadSpec(
         run_id=f"bench-open-{workers}-{int(time.time())}",
         run_dir=str(workdir / f"open-{workers}"),
-        gateway_url=url,
+        gateway_url=URL,
         t0=time.time() + (6.0 if workers else 1.5),
         duration_s=float(duration),
         model="open",
@@ -247,28 +269,158 @@ def _open(url: str, rate: float, duration: int, workdir: Path, workers: int = 0)
     }
 
 
+# Three requests per intent, each depending on the last (nginx answers every /orders* path).
+THREE_STEPS = JourneyConfig.model_validate(
+    {
+        "name": "three-step",
+        "steps": [
+            {
+                "name": "create",
+                "request": {
+                    "method": "POST",
+                    "path": "/orders",
+                    "headers": {"Idempotency-Key": "{{order_key}}"},
+                    "json": {"intent_id": "{{intent_id}}", "user_id": "{{user_id}}"},
+                },
+                "extract": {"order_id": "$.order_id"},
+            },
+            {
+                "name": "quote",
+                "request": {"method": "GET", "path": "/orders/{{order_id}}/quote"},
+                "expect": {"status": [200], "body": {"$.outcome": "ok"}},
+            },
+            {
+                "name": "confirm",
+                "request": {
+                    "method": "POST",
+                    "path": "/orders/{{order_id}}/confirm",
+                    "json": {"order_id": "{{order_id}}", "key": "{{order_key}}"},
+                },
+            },
+        ],
+        "order_id": "{{order_id}}",
+    }
+)
+HANDBUILT = BENCH_DIR / "handbuilt_engine.py"
+
+
+def _launcher(workdir: Path, name: str, command: list[str]) -> str:
+    """An executable that LoadProcess runs as its "python": ``command`` on the spec file."""
+    script = workdir / name
+    quoted = " ".join(f"'{part}'" for part in command)
+    # LoadProcess runs ``<python> -m chaoskit.load SPEC``: the spec is the third argument.
+    script.write_text(f'#!/bin/sh\nexec {quoted} "$3"\n')
+    script.chmod(0o755)
+    return str(script)
+
+
+def _journeys(users: int, duration: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    """Hand-built vs journey (agent buyer), alternated ``rounds`` times, then three steps."""
+    handbuilt = _launcher(workdir, "handbuilt", [sys.executable, str(HANDBUILT)])
+    journey = _launcher(workdir, "journey", [sys.executable, "-m", "chaoskit.load"])
+    runs: dict[str, list[dict[str, Any]]] = {"handbuilt_w0": [], "journey_w0": []}
+    for index in range(rounds):
+        order = [("handbuilt_w0", handbuilt), ("journey_w0", journey)]
+        for name, python in order if index % 2 == 0 else order[::-1]:
+            runs[name].append(
+                _measured(lambda p=python: _closed(users, duration, 0, workdir, python=p))
+            )
+    runs["journey_3step_w0"] = [
+        _measured(lambda: _closed(users, duration, 0, workdir, journey=THREE_STEPS, label="-3"))
+    ]
+    figures: dict[str, Any] = {}
+    for name, measured in runs.items():
+        requests = sum(m["requests"] for m in measured)
+        cpu = sum(m["cpu_s"] for m in measured)
+        figures[name] = {
+            "rps": round(sum(m["rps"] for m in measured) / len(measured), 1),
+            "requests": requests,
+            "errors": sum(m["errors"] for m in measured),
+            "cpu_s": round(cpu, 2),
+            "requests_per_cpu_s": round(requests / cpu, 1) if cpu else None,
+            "rounds": [m["rps"] for m in measured],
+        }
+    three = figures["journey_3step_w0"]
+    three["intents_per_cpu_s"] = (
+        round(three["requests_per_cpu_s"] / 3, 1) if three["requests_per_cpu_s"] else None
+    )
+    return figures
+
+
+def _callgrind_ir(out_file: Path) -> int:
+    for line in out_file.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise SystemExit(f"no totals in {out_file}")
+
+
+def _callgrind(users: int, workdir: Path) -> dict[str, Any]:
+    """Instructions per request, hand-built vs journey: Ir(long) - Ir(short) over requests."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is missing (Debian package valgrind)")
+    result: dict[str, Any] = {}
+    for name, engine in (
+        ("handbuilt", [sys.executable, str(HANDBUILT)]),
+        ("journey", [sys.executable, "-m", "chaoskit.load"]),
+    ):
+        points = []
+        for seconds in (4, 12):
+            out = workdir / f"callgrind-{name}-{seconds}.out"
+            command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *engine]
+            python = _launcher(workdir, f"cg-{name}-{seconds}", command)
+            spec = LoadSpec(
+                run_id=f"bench-cg-{name}-{seconds}",
+                run_dir=str(workdir / f"cg-{name}-{seconds}"),
+                gateway_url=URL,
+                # Under valgrind the engine starts in tens of seconds: the clock waits for it.
+                t0=time.time() + 90.0,
+                duration_s=float(seconds),
+                model="closed",
+                shape={"kind": "constant", "for": seconds, "users": users},
+            )
+            ticks = _engine(spec, python)
+            requests = sum(int(t["requests"]) for t in ticks)
+            points.append((requests, _callgrind_ir(out)))
+        (short_n, short_ir), (long_n, long_ir) = points
+        result[name] = {
+            "requests": [short_n, long_n],
+            "instructions": [short_ir, long_ir],
+            "ir_per_request": round((long_ir - short_ir) / max(1, long_n - short_n)),
+        }
+    result["journey_vs_handbuilt"] = round(
+        result["journey"]["ir_per_request"] / result["handbuilt"]["ir_per_request"], 4
+    )
+    return result
+
+
 def main() -> int:
+    global PORT, URL  # --port moves nginx and every URL the measurements use
     parser = argparse.ArgumentParser(prog="python -m bench.bench_engine")
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--users", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2, help="hand-built/journey alternations")
+    parser.add_argument("--journeys-only", action="store_true", help="only the journey figures")
+    parser.add_argument("--callgrind", action="store_true", help="add instructions per request")
     parser.add_argument("--port", type=int, default=PORT, help="nginx's port on 127.0.0.1")
     parser.add_argument("--open-rate", type=float, default=5000.0, help="two-worker open model")
     args = parser.parse_args()
-    url = f"http://127.0.0.1:{args.port}"
+    PORT, URL = args.port, f"http://127.0.0.1:{args.port}"
+    if args.journeys_only:
+        return _main_journeys(args)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing (Debian package wrk)")
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="chaoskit-bench-engine-"))
-    nginx = start_nginx(workdir, args.port)
+    nginx = _start_nginx(workdir)
     results: dict[str, Any] = {}
     try:
         users, duration = args.users, args.duration
         steps = [
-            ("wrk", lambda: _wrk(url, users, duration)),
-            ("locust_p1", lambda: _locust(url, users, duration, 1, workdir)),
-            ("chaoskit_w0", lambda: _closed(url, users, duration, 0, workdir)),
-            ("locust_p2", lambda: _locust(url, users, duration, 2, workdir)),
-            ("chaoskit_w2", lambda: _closed(url, users, duration, 2, workdir)),
+            ("wrk", lambda: _wrk(users, duration)),
+            ("locust_p1", lambda: _locust(users, duration, 1, workdir)),
+            ("chaoskit_w0", lambda: _closed(users, duration, 0, workdir)),
+            ("locust_p2", lambda: _locust(users, duration, 2, workdir)),
+            ("chaoskit_w2", lambda: _closed(users, duration, 2, workdir)),
         ]
         for name, step in steps:
             console.print(f"[dim]measuring {name} ...[/dim]")
@@ -276,9 +428,11 @@ def main() -> int:
         # well below capacity: other work on a shared machine moves capacity a lot
         rate = min(1000.0, round(results["chaoskit_w0"]["rps"] * 0.3, -1))
         console.print(f"[dim]measuring open-model accuracy at {rate:.0f}/s ...[/dim]")
-        results["open_accuracy"] = _open(url, rate, duration, workdir)
+        results["open_accuracy"] = _open(rate, duration, workdir)
         console.print(f"[dim]measuring open model at {args.open_rate:.0f}/s, 2 workers ...[/dim]")
-        results["open_2w"] = _open(url, args.open_rate, duration, workdir, workers=2)
+        results["open_2w"] = _open(args.open_rate, duration, workdir, workers=2)
+        console.print("[dim]measuring hand-built vs journey path ...[/dim]")
+        results["journeys"] = _journeys(users, duration, args.rounds, workdir)
     finally:
         nginx.terminate()
         nginx.wait(timeout=10)
@@ -334,6 +488,8 @@ def main() -> int:
         "",
     )
     console.print(table)
+    ratios.update(_journey_table(console, results["journeys"], "journeys (same run)"))
+    goals["journey_vs_handbuilt"] = 0.97
     OUT_FILE.parent.mkdir(parents=True, exist_ok=True)
     OUT_FILE.write_text(
         json.dumps(
@@ -351,6 +507,68 @@ def main() -> int:
         )
     )
     console.print(f"[dim]wrote {OUT_FILE.relative_to(BENCH_DIR.parent)}[/dim]")
+    return 0
+
+
+def _journey_table(console: Console, figures: dict[str, Any], title: str) -> dict[str, float]:
+    ratios = {
+        "journey_vs_handbuilt": figures["journey_w0"]["rps"] / figures["handbuilt_w0"]["rps"],
+        "journey_vs_handbuilt_per_cpu": figures["journey_w0"]["requests_per_cpu_s"]
+        / figures["handbuilt_w0"]["requests_per_cpu_s"],
+    }
+    table = Table(title=title)
+    for column in ("measurement", "requests/s", "requests/CPU-s", "ratio", "goal"):
+        table.add_column(column, justify="right" if column != "measurement" else "left")
+    for name in ("handbuilt_w0", "journey_w0", "journey_3step_w0"):
+        row = figures[name]
+        table.add_row(name, f"{row['rps']:.0f}", f"{row['requests_per_cpu_s'] or 0:.0f}", "", "")
+    for name, value in ratios.items():
+        mark = ">= 0.97 " + ("ok" if value >= 0.97 else "MISS")
+        table.add_row(name, "", "", f"{value:.3f}", mark)
+    grind = figures.get("callgrind")
+    if grind:
+        for name in ("handbuilt", "journey"):
+            table.add_row(f"callgrind {name}: instructions/request", "", "", "", "")
+            table.add_row("", f"{grind[name]['ir_per_request']:,}", "", "", "")
+        table.add_row("callgrind journey/handbuilt", "", "", f"{grind['journey_vs_handbuilt']}", "")
+    console.print(table)
+    return ratios
+
+
+def _main_journeys(args: argparse.Namespace) -> int:
+    console = Console()
+    workdir = Path(tempfile.mkdtemp(prefix="chaoskit-bench-journey-"))
+    nginx = _start_nginx(workdir)
+    try:
+        console.print("[dim]measuring hand-built vs journey path ...[/dim]")
+        figures = _journeys(args.users, args.duration, args.rounds, workdir)
+        if args.callgrind:
+            console.print("[dim]measuring instructions per request under callgrind ...[/dim]")
+            figures["callgrind"] = _callgrind(8, workdir)
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    title = f"journeys, {args.users} users, {args.duration} s x {args.rounds} rounds, nginx"
+    ratios = _journey_table(console, figures, title)
+    out = OUT_FILE.with_name("engine-journeys.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "bench": "engine-journeys",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+                "users": args.users,
+                "duration_s": args.duration,
+                "results": figures,
+                "ratios": {k: round(v, 4) for k, v in ratios.items()},
+                "goals": {"journey_vs_handbuilt": 0.97},
+            },
+            indent=2,
+        )
+    )
+    console.print(f"[dim]wrote {out}[/dim]")
     return 0
 
 

@@ -222,7 +222,7 @@ def main() -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from bench.bench_engine import start_nginx
+    from bench.bench_engine import _start_nginx as start_nginx
 
     console = Console()
     workdir = Path(tempfile.mkdtemp(prefix="chaoskit-callgrind-"))

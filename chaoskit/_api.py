@@ -21,6 +21,9 @@ from chaoskit.events import Event, EventHandler
 from chaoskit.experiment.loader import load_experiment
 from chaoskit.experiment.models import Experiment
 from chaoskit.load.limits import check_load_limits
+from chaoskit.observe.exporter import check_port_free
+from chaoskit.observe.prometheus import check_queries
+from chaoskit.observe.team import team_observation
 from chaoskit.planning import Plan, build_plan
 from chaoskit.report import write_reports
 from chaoskit.report.rundir import make_run_dir
@@ -65,7 +68,7 @@ def review(experiment: ExperimentLike, *, target: TargetLike = None) -> SafetyRe
 
     None for the local and docker stacks, which chaoskit owns. Touches nothing.
     """
-    loaded = _experiment(experiment)
+    loaded = _experiment(experiment, target)
     stack_target = resolve_target(loaded, target)
     if stack_target.kind != "attach":
         return None
@@ -94,6 +97,7 @@ def rehearse(
     confirm: bool | Callable[[SafetyReview], bool] = False,
     handle_signals: bool = False,
     stack_progress: AbstractContextManager[ProgressCallback] | None = None,
+    metrics_port: int | None = None,
 ) -> RunResult:
     """Play ``experiment`` against its target and return what it found.
 
@@ -105,8 +109,9 @@ def rehearse(
     ``stack_progress``: entered only when a stack must be started, to show its start-up.
     ``handle_signals``: SIGINT, SIGTERM and SIGHUP end the run (rolled back, "interrupted")
     instead of killing the process. A KeyboardInterrupt is rolled back and re-raised.
+    ``metrics_port``: serve the run's own metrics on 127.0.0.1:PORT/metrics while it runs.
     """
-    loaded = _experiment(experiment)
+    loaded = _experiment(experiment, target)
     the_plan = build_plan(loaded)
     check_load_limits(
         workers=workers,
@@ -126,6 +131,16 @@ def rehearse(
         if not allowed:
             raise InputError("attach run not confirmed: nothing was touched")
         extra = {"watchdog_ttl_s": safety.watchdog_ttl_s, "caps": safety.caps}
+    # The team's Prometheus and ledger: refused off the allow-list, every query run once
+    # before any load (exit 2 refused, exit 4 unreachable); the metrics port must be free.
+    team = team_observation(
+        loaded, stack_target, allowed_hosts=tuple(backend.endpoints().allowed_hosts)
+    )
+    if team.prometheus is not None:
+        check_queries(team.prometheus)
+    if metrics_port is not None:
+        check_port_free(metrics_port)
+    extra.update(prometheus=team.prometheus, ledger=team.ledger, metrics_port=metrics_port)
     # One run owns the target from here to its end: a second is refused (RunBusy, exit 4).
     run_id = new_run_id()
     with hold_target(
@@ -184,10 +199,16 @@ class _Callback:
         self._function(event)
 
 
-def _experiment(experiment: ExperimentLike) -> Experiment:
+def _experiment(experiment: ExperimentLike, target: TargetLike = None) -> Experiment:
     if isinstance(experiment, Experiment):
         return experiment
-    return load_experiment(Path(experiment))
+    # A target given apart from the experiment may add metric names (its PromQL queries).
+    extra: tuple[str, ...] = ()
+    if isinstance(target, LocalTarget | DockerTarget | AttachTarget):
+        extra = target.metric_names()
+    elif target is not None:
+        extra = load_target(target).metric_names()
+    return load_experiment(Path(experiment), extra_metrics=extra)
 
 
 def _ensure_up(

@@ -83,7 +83,7 @@ def read_input(path: Path, *, error: type[FileInputError], what: str) -> str:
             size = f"over {_kib(MAX_FILE_BYTES)}"
         raise error(
             f"the {what} file is {size}; the limit is {_kib(MAX_FILE_BYTES)} "
-            f"(a {what} file is a few kB of YAML)",
+            "(experiment and target files are a few kB of YAML)",
             path=path,
         )
     return decode(data, path=path, error=error, what=what)

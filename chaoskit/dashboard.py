@@ -376,6 +376,9 @@ class Dashboard:
             text.append(f"  guardrail breached: {s.breach}", self._style("bold red"))
         elif s.message:
             text.append(f"  {s.message}", self._style("yellow"))
+        team = _team_metrics(s.metrics)
+        if team:
+            text.append("\nteam " + team, self._style("magenta"))
         return text
 
     def _spark(self, s: _State, metric: str, width: int = 34) -> Text:
@@ -401,13 +404,14 @@ class Dashboard:
         fulfilment = Text("fulfilment ")
         fulfilment.append(_pct(rate), self._style(style))
         fulfilment.append(f"  in {_secs(m.get('fulfilment_time_p95_s'))} p95")
+        first_try = f"first try failed {_pct(m.get('first_try_failure_rate'))}"
+        # The sparkline gives up what the first-try share needs, so 80 columns show both.
+        trend = self._spark(s, "fulfilment_rate", max(8, self._half_width() - len(first_try) - 1))
+        trend.append(" " + first_try, "")
         lines = [
-            Text(
-                f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"
-                f"  first try failed {_pct(m.get('first_try_failure_rate'))}"
-            ),
+            Text(f"intents {_num(m.get('intents'))}  orders {_num(m.get('orders'))}"),
             fulfilment,
-            self._spark(s, "fulfilment_rate"),
+            trend,
         ]
         return self._panel("Customers", lines, 5)
 
@@ -428,13 +432,16 @@ class Dashboard:
         return self._panel("Latency", lines, 6)
 
     def _failures(self, m: Mapping[str, float | None]) -> Panel:
-        # Three cells a row, read down the columns in chain order: four rows for ten steps.
-        rows = math.ceil(len(FAILURE_STEPS) / 3)
+        # The run's journey names the steps (the stub chain's by default); three cells a row,
+        # read down the columns in chain order, at most four rows (80x24).
+        steps = [k.removeprefix("failures.") for k in m if k.startswith("failures.")]
+        steps = (steps or list(FAILURE_STEPS))[:12]
+        rows = math.ceil(len(steps) / 3)
         lines = [Text() for _ in range(rows)]
-        for index, step in enumerate(FAILURE_STEPS):
+        for index, step in enumerate(steps):
             value = m.get(f"failures.{step}")
             shown = _num(value, "{:,.0f}")
-            label = _STEP_LABELS.get(step, step)
+            label = _STEP_LABELS.get(step, step)[: _FAILURE_CELL - len(shown) - 1]
             cell = label + " " * max(1, _FAILURE_CELL - len(label) - len(shown)) + shown
             line = lines[index % rows]
             if line.plain:
@@ -450,18 +457,19 @@ class Dashboard:
         if s.audit is not None:
             # After the drain the ledgers say what the buyers got (80x24: it takes the place
             # of the live backlog, which the audit's queued credits now tell).
-            lines[0] = self._free_orders(s.audit)
+            lines = self._free_orders(s.audit, m)
         return self._panel("Coupons", lines, 4)
 
-    def _free_orders(self, audit: Mapping[str, Any]) -> Text:
+    def _free_orders(self, audit: Mapping[str, Any], m: Mapping[str, float | None]) -> list[Text]:
         overall = (audit.get("free_orders") or {}).get("overall") or {}
         entitled, honoured = overall.get("entitled"), overall.get("honoured")
         rate = honoured / entitled if entitled and honoured is not None else None
         lost = ((audit.get("invariants") or {}).get("lost_entitlements") or {}).get("count")
-        line = Text(f"free orders {_pct(rate)}")
-        if lost:
-            line.append(f"  lost {_num(lost)}", self._style("red"))
-        return line
+        delay = Text()
+        if lost:  # its own line: a third of 80 columns holds one of the two, not both
+            delay.append(f"lost {_num(lost)}  ", self._style("red"))
+        delay.append(f"delay {_secs(m.get('coupon_delay_p95_s'))}")
+        return [Text(f"free orders {_pct(rate)}"), delay]
 
     def _stores(self, m: Mapping[str, float | None]) -> Panel:
         lines = [
@@ -532,6 +540,17 @@ class Dashboard:
         return self._panel("Checks", lines, 6)
 
 
+def _team_metrics(metrics: Mapping[str, float | None]) -> str:
+    """The team's own metrics (PromQL queries) in a sample: ``name=value`` pairs, or ''."""
+    from chaoskit.observe.metrics import METRICS
+
+    return " ".join(
+        f"{name}={'no data' if value is None else format(value, '.4g')}"
+        for name, value in metrics.items()
+        if name not in METRICS and not name.startswith("failures.")
+    )
+
+
 def _row(*panels: Panel) -> Table:
     grid = Table.grid(expand=True)
     for _ in panels:
@@ -600,4 +619,5 @@ class ProgressLine:
             f" p95={_ms(m.get('latency_p95_ms'))}"
             f" errors={_pct(m.get('error_rate'))}"
             f" faults={faults}"
+            + (f" team: {_team_metrics(m)}" if _team_metrics(m) else "")
         )

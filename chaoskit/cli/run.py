@@ -64,10 +64,23 @@ def run(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Show what the run would do (hosts, load, faults); touch nothing."
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="While the run is on, serve its own metrics (Prometheus format) on "
+        "127.0.0.1:PORT/metrics for the team's Prometheus to scrape.",
+    ),
 ) -> None:
     """Play an experiment: surge, faults, checks; always roll back; exit 0/1/2/3/4."""
-    experiment = load_experiment(experiment_file)
-    stack_target = resolve_target(experiment, target)
+    if target is not None:
+        # The target first: the metrics its PromQL queries add are names the experiment may use.
+        stack_target = load_target(target)
+        experiment = load_experiment(experiment_file, extra_metrics=stack_target.metric_names())
+    else:
+        experiment = load_experiment(experiment_file)
+        stack_target = resolve_target(experiment, None)
     safety = review(experiment, target=stack_target)
     if safety is not None:
         safety.render(console)
@@ -98,6 +111,7 @@ def run(
             confirm=True,
             handle_signals=True,
             stack_progress=RichStartupProgress(err_console),
+            metrics_port=metrics_port,
         )
     finally:
         view.stop()

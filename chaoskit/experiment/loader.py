@@ -6,8 +6,10 @@ and item, so a pydantic error's ``loc`` can be mapped back to where the user typ
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -17,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from chaoskit._yaml import Loc, Place, load_yaml, plain, read_input
 from chaoskit._yaml import show as _show
-from chaoskit.errors import ExperimentError
+from chaoskit.errors import ChaoskitError, ExperimentError
 from chaoskit.experiment.durations import format_duration, format_duration_approx
 from chaoskit.experiment.limits import (
     MAX_PEAK_RATE,
@@ -51,21 +53,31 @@ __all__ = ["load_experiment", "parse_experiment"]
 _FAULT_KINDS = (*NETWORK_FAULT_KINDS, *DOMAIN_FAULT_KINDS, *CONTAINER_FAULT_KINDS)
 
 
-def load_experiment(path: Path | str, *, try_custom_shape: bool = True) -> Experiment:
+def load_experiment(
+    path: Path | str, *, try_custom_shape: bool = True, extra_metrics: Iterable[str] = ()
+) -> Experiment:
     """The validated experiment in ``path``; any problem raises one ExperimentError.
 
-    A custom LoadTestShape is imported and tried in a child process (``try_custom_shape``),
-    so a broken one is refused here rather than once the stack is up.
+    Beyond the text itself (``parse_experiment``), what the file points at is checked: the
+    target file it names must exist and be valid, and a custom LoadTestShape is imported and
+    tried in a child process (``try_custom_shape``), so a broken one is refused here rather
+    than once the stack is up. ``extra_metrics``: metric names a target given elsewhere
+    (``--target``) adds with its PromQL queries; the experiment's own target file's are
+    found here.
     """
     source = Path(path)
     text = read_input(source, error=ExperimentError, what="experiment")
-    experiment = parse_experiment(text, path=source)
+    experiment = parse_experiment(text, path=source, extra_metrics=extra_metrics)
+    tree = load_yaml(text, path=source, error=ExperimentError)  # positions, for the messages
+    _check_target(experiment, tree, source)
     if try_custom_shape:
-        _probe_custom_shape(experiment, source)
+        _probe_custom_shape(experiment, tree, source)
     return experiment
 
 
-def parse_experiment(text: str, *, path: Path | str) -> Experiment:
+def parse_experiment(
+    text: str, *, path: Path | str, extra_metrics: Iterable[str] = ()
+) -> Experiment:
     """Validate experiment YAML ``text``; ``path`` names it in errors and anchors relative files."""
     source = Path(path)
     tree = load_yaml(text, path=source, error=ExperimentError)
@@ -77,7 +89,10 @@ def parse_experiment(text: str, *, path: Path | str) -> Experiment:
             col=1,
         )
     try:
-        experiment = Experiment.model_validate(plain(tree), context={"source_path": source})
+        names = [*extra_metrics, *_declared_metrics(tree, source)]
+        experiment = Experiment.model_validate(
+            plain(tree), context={"source_path": source, "extra_metrics": names}
+        )
     except ValidationError as exc:
         raise _explain(exc, tree, source) from None
     _check_files(experiment, tree, source)
@@ -128,7 +143,7 @@ def _describe(error: ErrorDetails, loc: Loc, tree: CommentedMap) -> tuple[str, b
             return f"expected {ctx.get('expected', '?')}{got}", False
         hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
         return f"expected one of {', '.join(options)}{got}{hint}", False
-    if kind == "experiment":
+    if kind in ("experiment", "journey"):
         return str(ctx.get("message", error["msg"])), False
     if kind == "duration":
         return f"{error['msg']}{got}", False
@@ -177,7 +192,7 @@ def _explain(exc: ValidationError, tree: CommentedMap, source: Path) -> Experime
     for error in exc.errors(include_url=False):
         loc: Loc = tuple(error["loc"])
         ctx = error.get("ctx") or {}
-        if error["type"] == "experiment" and ctx.get("loc"):
+        if error["type"] in ("experiment", "journey") and ctx.get("loc"):
             loc = (*loc, *ctx["loc"])
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = (*loc, "kind")
@@ -191,6 +206,24 @@ def _explain(exc: ValidationError, tree: CommentedMap, source: Path) -> Experime
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     text = f"{field_path}: {message}{more}" if field_path else f"{message}{more}"
     return ExperimentError(text, path=source, line=line, col=col)
+
+
+def _declared_metrics(tree: CommentedMap, source: Path) -> list[str]:
+    """Metric names the experiment's PromQL queries and its target file's add."""
+    names: list[str] = []
+    metrics = tree.get("metrics")
+    prometheus = metrics.get("prometheus") if isinstance(metrics, Mapping) else None
+    queries = prometheus.get("queries") if isinstance(prometheus, Mapping) else None
+    if isinstance(queries, Mapping):
+        names.extend(str(name) for name in queries)
+    target = tree.get("target")
+    if isinstance(target, str) and target.endswith((".yaml", ".yml")):
+        from chaoskit.stack.target import load_target
+
+        # The target file's own problems are told when it is loaded for the run.
+        with contextlib.suppress(ChaoskitError):
+            names.extend(load_target(source.parent / target).metric_names())
+    return names
 
 
 # ---------------------------------------------------------------- files the experiment names
@@ -223,6 +256,18 @@ def _check_files(experiment: Experiment, tree: CommentedMap, source: Path) -> No
                     line=place.line,
                     col=place.col,
                 )
+    journey = experiment.load.journey
+    if journey is not None and journey.python_ref is not None:
+        hook_file = Path(journey.python_ref[0])
+        hook_file = hook_file if hook_file.is_absolute() else experiment.base_dir / hook_file
+        if not hook_file.is_file():
+            place = _Place(tree, ("load", "journey", "python"))
+            raise ExperimentError(
+                f"{place.path}: no such file {str(hook_file)!r}",
+                path=source,
+                line=place.line,
+                col=place.col,
+            )
     curve = build_shape(shape, base_dir=experiment.base_dir)
     if curve.duration_s <= 0:
         _refuse(tree, source, shape_loc, "the shape lasts 0s; give it a length")
@@ -236,7 +281,6 @@ def _check_files(experiment: Experiment, tree: CommentedMap, source: Path) -> No
         )
     _check_peak(experiment, curve.peak, tree, source)
     _check_timing(experiment, curve.duration_s, tree, source)
-    _check_target(experiment, tree, source)
 
 
 def _refuse(tree: CommentedMap, source: Path, loc: Loc, message: str) -> NoReturn:
@@ -329,13 +373,11 @@ def _check_target(experiment: Experiment, tree: CommentedMap, source: Path) -> N
     load_target(path)  # its own mistakes point into it
 
 
-def _probe_custom_shape(experiment: Experiment, source: Path) -> None:
+def _probe_custom_shape(experiment: Experiment, tree: CommentedMap, source: Path) -> None:
     """Import and try a custom LoadTestShape in a child process before anything starts."""
     shape = experiment.load.shape
     if not isinstance(shape, CustomShape):
         return
-    text = source.read_text(encoding="utf-8")  # already read once and within limits
-    tree = load_yaml(text, path=source, error=ExperimentError)
     loc: Loc = ("load", "shape", "class")
     try:
         probe = probe_custom_shape(

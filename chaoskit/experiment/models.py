@@ -26,7 +26,13 @@ from pydantic_core import PydanticCustomError
 from chaoskit._yaml import did_you_mean
 from chaoskit.experiment.durations import Duration, PositiveDuration, format_duration
 from chaoskit.experiment.limits import MAX_SEGMENTS
+from chaoskit.journey.models import JourneyConfig
 from chaoskit.observe.metrics import METRICS, is_after_run
+from chaoskit.observe.prometheus import (
+    MetricsSettings,
+    PrometheusMetrics,
+    PromQuerySpec,
+)
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES
 
 __all__ = [
@@ -43,7 +49,10 @@ __all__ = [
     "Fault",
     "Guardrail",
     "LoadSettings",
+    "MetricsSettings",
     "Milestone",
+    "PromQuerySpec",
+    "PrometheusMetrics",
     "RampShape",
     "ReplayShape",
     "ReportSettings",
@@ -149,10 +158,31 @@ Service = Annotated[
     WithJsonSchema({"type": "string", "enum": list(SERVICES)}),
 ]
 _METRIC_NAMES = tuple(METRICS)
+_STEP_METRIC = re.compile(r"^failures\.[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _metric(value: str, info: ValidationInfo) -> str:
+    # failures.<step> of any journey step: the journey (target or experiment) names them.
+    if _STEP_METRIC.match(value) or value in METRICS:
+        return value
+    # Names the run's PromQL queries add (this experiment's metrics block and its target
+    # file's) are metrics too; the loader passes them in the validation context.
+    context = info.context if isinstance(info.context, dict) else {}
+    extra = tuple(context.get("extra_metrics", ()))
+    if value not in extra:
+        allowed = (*_METRIC_NAMES, *extra)
+        raise PydanticCustomError(
+            "experiment",
+            "{message}",
+            {"message": f'unknown metric "{value}"{_hint(value, allowed)}'},
+        )
+    return value
+
+
 Metric = Annotated[
     str,
-    _one_of("metric", _METRIC_NAMES),
-    WithJsonSchema({"type": "string", "enum": list(_METRIC_NAMES)}),
+    AfterValidator(_metric),
+    WithJsonSchema({"type": "string"}),
 ]
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Scale = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -435,6 +465,9 @@ class LoadSettings(_Model):
     max_inflight: int = Field(default=2000, ge=1)
     behaviour: Behaviour = Field(default_factory=Behaviour)
     shape: Shape
+    # What one buyer's order is as HTTP requests; None: the target's journey (the built-in
+    # agent-buyer unless the target file names one).
+    journey: JourneyConfig | None = None
 
 
 # ---------------------------------------------------------------- faults
@@ -798,6 +831,7 @@ class Experiment(_Model):
     guardrails: list[Guardrail] = Field(default_factory=list)
     report: ReportSettings = Field(default_factory=ReportSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     _source_path: Path | None = PrivateAttr(default=None)
 

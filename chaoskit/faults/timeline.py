@@ -227,9 +227,7 @@ class FaultTimeline:
             state.status = "failed"
             state.error = str(exc)
             self.failures.append(f"fault {spec.name!r} could not be applied: {exc}")
-            self._emit(
-                FaultFailed(t=self._clock(), name=spec.name, kind=spec.kind, error=str(exc))
-            )
+            self._emit(FaultFailed(t=self._clock(), name=spec.name, kind=spec.kind, error=str(exc)))
             return
         confirmed = self._clock()
         state.status = "active"

@@ -27,12 +27,12 @@ from chaoskit.load.engine_shapes import Curve
 from chaoskit.load.intents import (
     Attempt,
     Intent,
-    classify,
     json_string,
     make_intent,
     user_for,
 )
-from chaoskit.load.spec import LoadSpec, expand_env
+from chaoskit.load.journey_run import JourneyDriver
+from chaoskit.load.spec import LoadSpec
 from chaoskit.load.tally import Tally
 
 __all__ = ["LoadGenerator", "OutcomeLog", "Share"]
@@ -120,13 +120,9 @@ class LoadGenerator:
         self._wake = gevent.event.Event()
         self._target = 0.0
         self._user_greenlets: dict[int, gevent.Greenlet[Any]] = {}
-        # Header values may name environment variables (${TOKEN}): expanded here, in the
-        # engine's own environment, so secrets are never written to the spec or the journal.
-        self._fields = spec.intent_format == "fields"
-        self._headers = {
-            "Content-Type": "application/json",
-            **{name: expand_env(value) for name, value in spec.headers.items()},
-        }
+        # What one attempt is (the journey's steps, or its Python function): one code path
+        # for every target, the stub stack's contract being the built-in agent-buyer.
+        self.journey = JourneyDriver(spec=spec, tally=self.tally)
         # chaoskit's tally is the record; a hook nobody listens to spares every request
         # Locust's own stats bookkeeping (and a worker's stats reports), its largest tax.
         # locust leaves EventHook.__init__ unannotated
@@ -143,8 +139,8 @@ class LoadGenerator:
             request_event=self._request_event,
             user=None,
             concurrency=max(1, concurrency),
-            network_timeout=self.spec.behaviour.request_timeout_s,
-            connection_timeout=self.spec.behaviour.request_timeout_s,
+            network_timeout=self.spec.behaviour.request_timeout,
+            connection_timeout=self.spec.behaviour.request_timeout,
             max_retries=0,
         )
 
@@ -340,11 +336,11 @@ class LoadGenerator:
                     if self._stopping or (user is not None and user >= self._target):
                         self.tally.abandoned(started_t)
                         return
-                    gevent.sleep(behaviour.think_time_s)
-                    due_t += behaviour.think_time_s
+                    gevent.sleep(behaviour.think_time)
+                    due_t += behaviour.think_time
                     if not behaviour.reuse_idempotency_key:
                         order_id = f"{intent.intent_id}.{attempt_no}"
-                attempt, ended_t = self._attempt(session, intent, order_id, due_t)
+                attempt, ended_t = self._attempt(session, intent, attempt_no, order_id, due_t)
                 if not attempt_no:
                     self.tally.first_try(ok=attempt.told == "ok", started_t=started_t)
                 if attempt.told == "ok":
@@ -361,29 +357,17 @@ class LoadGenerator:
             raise
 
     def _attempt(
-        self, session: FastHttpSession, intent: Intent, order_id: str, due_t: float
+        self,
+        session: FastHttpSession,
+        intent: Intent,
+        attempt_no: int,
+        order_key: str,
+        due_t: float,
     ) -> tuple[Attempt, float]:
         began = self.now()
-        response = session.request(
-            "POST",
-            self.spec.orders_path,
-            name=self.spec.orders_path,
-            data=intent.body(order_id, fields=self._fields),
-            headers=self._headers,
-        )
+        attempt, order_id = self.journey.attempt(session, intent, attempt_no, order_key)
         ended = self.now()
-        error = getattr(response, "error", None)
-        status = int(response.status_code or 0)
-        # geventhttpclient wraps the socket timeout in RetriesExceeded(original=...).
-        cause = getattr(error, "original", error)
-        timed_out = isinstance(cause, TimeoutError | gevent.Timeout) and not status
-        body = None if status in (0, 200) else response.content
-        attempt = classify(status or None, body, timed_out=timed_out)
-        self.tally.request(
-            (ended - began) * 1000.0,
-            ok=attempt.told == "ok",
-            step=attempt.step,
-            from_schedule_ms=(ended - min(due_t, began)) * 1000.0,
-        )
+        # the attempt's latency from when it was due, beside each request's from its send
+        self.tally.attempt_due((ended - min(due_t, began)) * 1000.0)
         self.outcomes.attempt(intent.intent_id, order_id, attempt, ended)
         return attempt, ended

@@ -14,6 +14,7 @@ __all__ = [
     "DEADLINES_MIN",
     "ITEMS",
     "PLACES",
+    "RETRYABLE_4XX",
     "Attempt",
     "Intent",
     "json_string",
@@ -133,8 +134,9 @@ class Attempt:
     retryable: bool  # a re-click could help (not a 4xx the buyer cannot fix)
 
 
-# 4xx answers that a re-click can still fix: timeouts, too-early, shed with Retry-After.
-_RETRYABLE_4XX = frozenset({408, 425, 429})
+# 4xx answers that a re-click can still fix: timeouts, too-early, shed with Retry-After
+# (every journey step judges its failures by this set).
+RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
 def classify(status: int | None, body: bytes | None, *, timed_out: bool) -> Attempt:
@@ -153,5 +155,5 @@ def classify(status: int | None, body: bytes | None, *, timed_out: bool) -> Atte
             parsed = None
         if isinstance(parsed, dict) and isinstance(parsed.get("step"), str):
             step = parsed["step"]
-    retryable = status >= 500 or status in _RETRYABLE_4XX
+    retryable = status >= 500 or status in RETRYABLE_4XX
     return Attempt("failed", step, status, retryable)

@@ -62,7 +62,6 @@ def probe_custom_shape(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 timeout=timeout_s,
-                preexec_fn=_limit_memory,  # noqa: PLW1509 (no threads started yet here)
                 cwd=base_dir if base_dir.is_dir() else None,
                 check=False,
             )
@@ -88,9 +87,18 @@ def probe_custom_shape(
 
 
 def _limit_memory() -> None:
+    """Cap this (child) process's address space before any user code runs.
+
+    Set by the child itself rather than through ``preexec_fn``, which is unsafe when the
+    parent has threads (a pytest run, a dashboard).
+    """
     import resource
 
-    resource.setrlimit(resource.RLIMIT_AS, (_MEMORY_LIMIT_BYTES, _MEMORY_LIMIT_BYTES))
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = (
+        _MEMORY_LIMIT_BYTES if hard == resource.RLIM_INFINITY else min(hard, _MEMORY_LIMIT_BYTES)
+    )
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
 # ---------------------------------------------------------------- the child
@@ -185,6 +193,7 @@ def _sample(cls: Any, spec: str, duration_s: float) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     """The child: probe argv's shape and write the answer as JSON."""
     spec, base_dir, duration, result_file = argv
+    _limit_memory()
     try:
         answer = _sample(_import_class(spec, Path(base_dir)), spec, float(duration))
     except ShapeProbeFailed as exc:

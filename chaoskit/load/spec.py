@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chaoskit.errors import InputError, SafetyRefusal
+from chaoskit.experiment.models import Behaviour
+from chaoskit.journey.models import JourneyConfig
 
 __all__ = [
     "LOCAL_HOSTS",
-    "Behaviour",
     "Caps",
     "LoadSpec",
     "check_gateway_host",
@@ -34,15 +35,6 @@ LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Behaviour(_Model):
-    """How the agent buyer behaves: re-clicks after failures, think time, idempotency."""
-
-    reclick: int = Field(default=0, ge=0)
-    think_time_s: float = Field(default=1.0, ge=0)
-    reuse_idempotency_key: bool = False
-    request_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class Caps(_Model):
@@ -82,6 +74,9 @@ class LoadSpec(_Model):
     # text: {"text": "help me buy ..."}; fields: {item, spec, deadline_min, place} (attach targets
     # whose order API takes structured intents).
     intent_format: Literal["text", "fields"] = "text"
+    # What one attempt is; None: the built-in agent-buyer on orders_path / intent_format.
+    # A Python journey's file is absolute here (the runner resolves it).
+    journey: JourneyConfig | None = None
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -49,8 +49,8 @@ class Tally:
         # Whole-ms counts, put into the histograms at take(): hdrh's record_value is pure
         # Python and costs ~10 us, paid once per distinct value instead of per request.
         self.latency_ms: Counter[int] = Counter()
-        # Each attempt's latency from when it was due (an open-model arrival's scheduled
-        # time; a re-click's end of think time) rather than from when it was sent.
+        # Each attempt's latency (all its journey's requests) from when it was due: an
+        # open-model arrival's scheduled time, a re-click's end of think time.
         self.schedule_ms: Counter[int] = Counter()
         self.fulfilment_ms: Counter[int] = Counter()
 
@@ -58,28 +58,20 @@ class Tally:
         """Add ``n`` to one of ``COUNT_FIELDS``."""
         self.counts[field] += n
 
-    def request(
-        self,
-        latency_ms: float,
-        *,
-        ok: bool,
-        step: str | None = None,
-        from_schedule_ms: float | None = None,
-    ) -> None:
-        """One HTTP attempt finished; a failed one counts at its chain ``step``.
-
-        ``from_schedule_ms`` is its latency counted from when it was due (None: from send).
-        """
+    def request(self, latency_ms: float, *, ok: bool, step: str | None = None) -> None:
+        """One HTTP request finished; a failed one counts at its chain ``step``."""
         self.counts["requests"] += 1
         # _clamp_ms inlined: this runs once per request
         ms = int(latency_ms + 0.5)
         self.latency_ms[_LOWEST_MS if ms < _LOWEST_MS else min(ms, _HIGHEST_MS)] += 1
-        if from_schedule_ms is not None:
-            ms = int(from_schedule_ms + 0.5)
-        self.schedule_ms[_LOWEST_MS if ms < _LOWEST_MS else min(ms, _HIGHEST_MS)] += 1
         if not ok:
             self.counts["request_errors"] += 1
             self.failed_steps[step or "gateway"] += 1
+
+    def attempt_due(self, from_due_ms: float) -> None:
+        """One attempt ended ``from_due_ms`` after it was due (coordinated omission)."""
+        ms = int(from_due_ms + 0.5)
+        self.schedule_ms[_LOWEST_MS if ms < _LOWEST_MS else min(ms, _HIGHEST_MS)] += 1
 
     def failed(self, step: str, started_t: float | None = None) -> None:
         """An intent gave up after its re-clicks; ``step`` is where its last attempt failed."""

@@ -17,7 +17,7 @@ import math
 import threading
 from array import array
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,7 @@ __all__ = ["MetricsAggregator"]
 
 Row = dict[str, float | None]
 
-_STEP_INDEX = {step: i for i, step in enumerate(FAILURE_STEPS)}
+_BASE_SERIES = tuple(m for m in SERIES_METRICS if not m.startswith("failures."))
 _PERCENTILE_METRICS = {
     "latency_p50_ms": ("latency", 50.0),
     "latency_p95_ms": ("latency", 95.0),
@@ -61,7 +61,7 @@ class _Tick:
     request_errors: int
     first_tries: int
     first_try_failed: int
-    steps: array[int]  # failures per FAILURE_STEPS
+    steps: array[int]  # failures per the aggregator's failure_steps
     pcts: dict[str, tuple[float | None, int]]  # "latency_p95_ms" -> (value, observations)
     cum_started: int = 0
     cum_fulfilled: int = 0
@@ -119,7 +119,8 @@ def _weighted_pct(items: Iterable[tuple[float | None, int]]) -> float | None:
 class MetricsAggregator:
     """Merges engine ticks and /stats snapshots into per-second rows and window values.
 
-    Rows (``sample``) carry every metric in SERIES_METRICS; counts there are per
+    Rows (``sample``) carry every metric in ``series_metrics`` (SERIES_METRICS, with the
+    run's own failure steps); counts there are per
     ``window_s`` seconds, cumulative metrics (intents, orders) are totals so far, gauges
     are the latest value. ``window`` and ``overall`` recompute rates and percentiles
     from merged counts and histograms; there, counts are totals in the window and
@@ -127,8 +128,18 @@ class MetricsAggregator:
     """
 
     def __init__(
-        self, *, window_s: float = 1.0, ring_s: float = 900.0, stale_s: float | None = None
+        self,
+        *,
+        window_s: float = 1.0,
+        ring_s: float = 900.0,
+        stale_s: float | None = None,
+        failure_steps: Sequence[str] = FAILURE_STEPS,
     ) -> None:
+        # The run's journey names its steps (the stub stack's chain by default): each one is
+        # a failures.<step> metric in the rows, the phases and the summary.
+        self.failure_steps = tuple(dict.fromkeys(failure_steps))
+        self._step_index = {step: i for i, step in enumerate(self.failure_steps)}
+        self.series_metrics = (*_BASE_SERIES, *(f"failures.{s}" for s in self.failure_steps))
         self.window_s = window_s
         self.ring_s = ring_s
         self.stale_s = stale_s if stale_s is not None else max(3.0, 3 * window_s)
@@ -150,6 +161,12 @@ class MetricsAggregator:
         # Ring entries older than this were dropped: ranges starting before it are not exact.
         self._ring_floor = {"client": -math.inf, "server": -math.inf}
         self._merge_cache: tuple[tuple[float, float, str], dict[str, float | None]] | None = None
+        # The team's own metrics (PromQL queries): name -> how a window sums up its samples,
+        # and every sample as (t, value); a value of None is "no data" at that time.
+        self._ext_aggs: dict[str, str] = {}
+        self._ext: dict[str, tuple[list[float], list[float | None]]] = {}
+        self._ext_stale_s = self.stale_s
+        self._ext_rows: list[tuple[float | None, ...]] = []
         # Intent outcomes by the whole second the intent started: [fulfilled, finished].
         # A phase is judged by what became of the intents that started in it, however late
         # they finished (a re-clicking buyer's failure lands seconds after the fault).
@@ -173,13 +190,62 @@ class MetricsAggregator:
                 found = phase
         return found
 
+    def declare_external(self, aggregations: Mapping[str, str], *, interval_s: float) -> None:
+        """Metrics sampled elsewhere (PromQL): name -> mean | min | max | last over a window."""
+        with self._lock:
+            self._ext_aggs = dict(aggregations)
+            self._ext = {name: ([], []) for name in aggregations}
+            # A value is current for a little over one sampling interval.
+            self._ext_stale_s = max(self.stale_s, 2.5 * interval_s)
+
+    @property
+    def external_metrics(self) -> tuple[str, ...]:
+        """The names ``declare_external`` added."""
+        return tuple(self._ext_aggs)
+
+    def add_external(self, t: float, values: Mapping[str, float | None]) -> None:
+        """One round of external samples at run time ``t``."""
+        with self._lock:
+            for name, value in values.items():
+                if name not in self._ext:
+                    continue
+                ts, vs = self._ext[name]
+                i = bisect.bisect_right(ts, t)
+                ts.insert(i, t)
+                vs.insert(i, value)
+
+    def _ext_latest(self, name: str, t: float) -> float | None:
+        ts, vs = self._ext[name]
+        i = bisect.bisect_right(ts, t) - 1
+        if i < 0 or ts[i] < t - self._ext_stale_s:
+            return None
+        return vs[i]
+
+    def _ext_window(self, name: str, t0: float, t1: float) -> float | None:
+        ts, vs = self._ext[name]
+        known = [
+            v
+            for v in vs[bisect.bisect_right(ts, t0) : bisect.bisect_right(ts, t1)]
+            if v is not None
+        ]
+        if not known:
+            return None
+        agg = self._ext_aggs[name]
+        if agg == "min":
+            return min(known)
+        if agg == "max":
+            return max(known)
+        if agg == "last":
+            return known[-1]
+        return sum(known) / len(known)
+
     def add_tick(self, tick: Mapping[str, Any]) -> None:
         """Take one engine ``tick`` line (see the load engine protocol)."""
         t = float(tick["t"])
-        steps = array("q", [0] * len(FAILURE_STEPS))
+        steps = array("q", [0] * len(self._step_index))
         for step, n in (tick.get("failed_steps") or {}).items():
-            if step in _STEP_INDEX:
-                steps[_STEP_INDEX[step]] += int(n)
+            if step in self._step_index:
+                steps[self._step_index[step]] += int(n)
         hists: dict[str, LatencyHistogram] = {}
         encoded: dict[str, str] = {}
         for name, key in (
@@ -347,17 +413,21 @@ class MetricsAggregator:
         with self._lock:
             row = self._row(t)
             self._rows_t.append(t)
-            self._rows.append(array("d", (_nan_if_none(row[m]) for m in SERIES_METRICS)))
+            self._rows.append(array("d", (_nan_if_none(row[m]) for m in self.series_metrics)))
+            for name in self._ext:
+                row[name] = self._ext_latest(name, t)
+            self._ext_rows.append(tuple(row[name] for name in self._ext))
             return row
 
     def series(self) -> list[dict[str, float | None]]:
         """Every row ``sample`` produced, as {"t": ..., metric: value}."""
         with self._lock:
             out: list[dict[str, float | None]] = []
-            for t, values in zip(self._rows_t, self._rows, strict=True):
+            for t, values, ext in zip(self._rows_t, self._rows, self._ext_rows, strict=True):
                 row: dict[str, float | None] = {"t": t}
-                for name, v in zip(SERIES_METRICS, values, strict=True):
+                for name, v in zip(self.series_metrics, values, strict=True):
                     row[name] = None if math.isnan(v) else v
+                row.update(zip(self._ext, ext, strict=True))
                 out.append(row)
             return out
 
@@ -369,6 +439,8 @@ class MetricsAggregator:
         the observation-weighted mean of the per-second percentiles.
         """
         with self._lock:
+            if metric in self._ext:
+                return self._ext_window(metric, t0, t1)
             return self._compute(t0, t1, only=metric).get(metric)
 
     def windows(self, t0: float, t1: float) -> Row:
@@ -384,7 +456,7 @@ class MetricsAggregator:
     # ---- computing -----------------------------------------------------------------------
 
     def _row(self, t: float) -> Row:
-        row: Row = dict.fromkeys(SERIES_METRICS)
+        row: Row = dict.fromkeys(self.series_metrics)
         ti = bisect.bisect_right(self._tick_ts, t) - 1
         if ti >= 0:
             last_tick = self._ticks[ti]
@@ -423,7 +495,7 @@ class MetricsAggregator:
     def _compute(
         self, t0: float, t1: float, *, only: str | None = None, overall: bool = False
     ) -> Row:
-        row: Row = dict.fromkeys(SERIES_METRICS)
+        row: Row = dict.fromkeys(self.series_metrics)
         want_pct = only is None or only in _PERCENTILE_METRICS
         ticks = self._ticks[
             bisect.bisect_right(self._tick_ts, t0) : bisect.bisect_right(self._tick_ts, t1)
@@ -452,6 +524,9 @@ class MetricsAggregator:
             row["coupon_pending"] = _mean(s.outbox_pending for s in snaps)
             row["riders_free"] = _mean(s.riders_free for s in snaps)
             row["riders_busy"] = _mean(s.riders_busy for s in snaps)
+        if only is None:
+            for name in self._ext:
+                row[name] = self._ext_window(name, t0, t1)
         return row
 
     def _fulfilment_by_start(self, t0: float, t1: float) -> float | None:
@@ -491,7 +566,7 @@ class MetricsAggregator:
                 sum(k.first_try_failed for k in ticks), sum(k.first_tries for k in ticks)
             ),
         }
-        for step, idx in _STEP_INDEX.items():
+        for step, idx in self._step_index.items():
             row[f"failures.{step}"] = sum(k.steps[idx] for k in ticks) * scale
         row.update(pcts)
         return row

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from itertools import accumulate, islice
@@ -15,6 +16,9 @@ __all__ = ["HIGHEST_MS", "LatencyHistogram", "ServerHistogram"]
 LOWEST_MS = 1
 HIGHEST_MS = 3_600_000
 SIGNIFICANT_FIGURES = 3
+
+
+_INDEX_VALUES: list[int] | None = None  # LatencyHistogram.sum_ms: each counts index's value
 
 
 class LatencyHistogram:
@@ -55,6 +59,34 @@ class LatencyHistogram:
     def count(self) -> int:
         """How many observations it holds."""
         return int(self._hdr.get_total_count())
+
+    def counts_at_or_below(self, bounds_ms: Sequence[float]) -> list[int]:
+        """Observations at or below each bound (ms, ascending): a Prometheus histogram's
+        cumulative buckets. Sums the counts array (~0.7 ms for 11 bounds); hdrh's own
+        recorded-value iterator takes ~100 ms for the same."""
+        counts = self._hdr.counts[:]  # one copy as a list: indexing ctypes is slow
+        out: list[int] = []
+        total = 0
+        start = 0
+        for bound in bounds_ms:
+            value = min(max(int(bound), 0), HIGHEST_MS)
+            end = int(self._hdr._counts_index_for(value)) + 1
+            if end > start:
+                total += sum(counts[start:end])
+                start = end
+            out.append(int(total))
+        return out
+
+    @property
+    def sum_ms(self) -> float:
+        """The sum of every observation (ms, each at its bucket's value): ~0.5 ms, where
+        hdrh's get_mean_value walks every recorded value in Python (~100 ms)."""
+        global _INDEX_VALUES
+        if _INDEX_VALUES is None or len(_INDEX_VALUES) != self._hdr.counts_len:
+            # Every histogram here has the same layout: one table per process.
+            value_at = self._hdr.get_value_from_index
+            _INDEX_VALUES = [value_at(i) for i in range(self._hdr.counts_len)]
+        return float(sum(map(operator.mul, self._hdr.counts[:], _INDEX_VALUES)))
 
     def percentile(self, q: float) -> float | None:
         """The value (ms) at percentile ``q`` (0..100); None when empty."""

@@ -165,9 +165,10 @@ _BASE: tuple[MetricInfo, ...] = (
     *(
         _m(
             f"schedule_latency_{p}_ms",
-            f"{label} HTTP request latency counted from when the request was due (an"
-            " open-model arrival's scheduled time, a re-click's end of think time), so a"
-            " load generator that falls behind cannot hide it (coordinated omission)",
+            f"{label} latency of an attempt (its journey's requests; one POST /orders for the"
+            " stub) counted from when it was due (an open-model arrival's scheduled time, a"
+            " re-click's end of think time), so a load generator that falls behind cannot"
+            " hide it (coordinated omission)",
             "ms",
             "lower",
             "client",

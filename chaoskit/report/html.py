@@ -12,6 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from chaoskit.observe.metrics import METRICS
 from chaoskit.report._format import audit_queue_note, describe, downsample, fmt, verdict_word
 from chaoskit.report.rundir import FaultSpan, RunFolder, TimeSeries
 from chaoskit.report.summary import Check, Summary
@@ -83,6 +84,20 @@ def _rows(series: TimeSeries) -> list[_Row]:
     failure_lines = tuple(
         _Line(name, name[9:], _STEP_COLOURS.get(name[9:], "#aaaaaa"), stack=True) for name in steps
     )
+    # The team's own metrics (PromQL queries): every series no built-in metric names.
+    palette = ("#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#8c564b", "#9467bd")
+    team = sorted(n for n in series.columns if n not in METRICS and not n.startswith("failures."))
+    team_rows = (
+        [
+            _Row(
+                "The team's metrics (Prometheus)",
+                tuple(_Line(n, n, palette[i % len(palette)]) for i, n in enumerate(team)),
+                "value",
+            )
+        ]
+        if team
+        else []
+    )
     return [
         _Row(
             "Load: planned shape, target and achieved",
@@ -151,6 +166,7 @@ def _rows(series: TimeSeries) -> list[_Row]:
             "riders",
             "wait s",
         ),
+        *team_rows,
     ]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import platform
 import secrets
 import threading
 import time
@@ -20,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chaoskit._version import __version__
 from chaoskit.errors import ChaoskitError, EnvironmentProblem
 from chaoskit.events import (
     AuditDone,
@@ -45,34 +43,21 @@ from chaoskit.faults.actuators import make_actuator
 from chaoskit.faults.domain import AdminClient
 from chaoskit.faults.timeline import FaultTimeline
 from chaoskit.faults.toxiproxy import ToxiproxyClient
+from chaoskit.journey import JourneyConfig, resolve_journey
 from chaoskit.load.process import LoadProcess
-from chaoskit.load.spec import Behaviour as SpecBehaviour
 from chaoskit.load.spec import Caps, LoadSpec
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.audit import AuditResult, drain, run_audit
+from chaoskit.observe.exporter import MetricsExporter, RunMetrics
 from chaoskit.observe.metrics import is_after_run
+from chaoskit.observe.prometheus import PrometheusSampler, PrometheusSource
 from chaoskit.observe.sampler import StatsSampler
+from chaoskit.observe.team_ledger import TeamLedgerReader
 from chaoskit.planning import Plan
 from chaoskit.report.summary import (
-    Abort as SummaryAbort,
-)
-from chaoskit.report.summary import (
-    Audit,
-    EnvironmentInfo,
-    ExperimentInfo,
     JournalWriter,
-    Summary,
     SummaryWriter,
     WorkerChange,
-)
-from chaoskit.report.summary import (
-    Check as SummaryCheck,
-)
-from chaoskit.report.summary import (
-    FaultRecord as SummaryFault,
-)
-from chaoskit.report.summary import (
-    Plan as SummaryPlan,
 )
 from chaoskit.run.checks import CheckResult, GuardrailWatch
 from chaoskit.run.health import EnvironmentWatch
@@ -81,6 +66,7 @@ from chaoskit.run.lock import RunLock
 from chaoskit.run.registry import LiveRecord, RunRegistry
 from chaoskit.run.result import Abort, RunResult, Status
 from chaoskit.run.settings import stack_settings
+from chaoskit.run.summary import SummaryContext, final_summary, running_summary
 from chaoskit.stack.endpoints import StackEndpoints
 
 __all__ = ["RunSettings", "Runner"]
@@ -110,6 +96,14 @@ class RunSettings:
     # Seconds without a heartbeat after which a detached watchdog removes this run's faults
     # (attach targets: a killed or hung driver must not leave staging faulted). None: off.
     watchdog_ttl_s: float | None = None
+    # The team's Prometheus, sampled into the time series (checked before the run). None: off.
+    prometheus: PrometheusSource | None = None
+    # Serve the run's own metrics on 127.0.0.1:PORT for the team's Prometheus. None: off.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    # The team's ledger (audit.ledger): the audit reads it instead of the stub's /ledger.
+    ledger: TeamLedgerReader | None = None
+
     # The lock that makes this run the target's only one (taken by the caller before it
     # touched anything); the run watches it for a `chaoskit down --force` stop request.
     lock: RunLock | None = None
@@ -150,7 +144,21 @@ class Runner:
         for handler in handlers or []:
             self.bus.subscribe(handler)
         self.summary = SummaryWriter(self.run_dir)
-        self.aggregator = MetricsAggregator()
+        self.aggregator = MetricsAggregator(failure_steps=self._journey_config().failure_steps())
+        # Hook: the team's PromQL metrics are series like the built-in ones.
+        if settings.prometheus is not None:
+            self.aggregator.declare_external(
+                settings.prometheus.aggregations(), interval_s=settings.prometheus.interval_s
+            )
+        # Hook: the run's own metrics for the team's Prometheus (--metrics-port).
+        self.run_metrics: RunMetrics | None = None
+        if settings.metrics_port is not None:
+            self.run_metrics = RunMetrics(
+                run_id=self.run_id,
+                experiment=experiment.name,
+                faults={f.name: (f.kind, f.target) for f in experiment.faults},
+            )
+            self.bus.subscribe(self.run_metrics)
         self._t0 = 0.0
         self._phase: Phase = "baseline"
 
@@ -220,9 +228,18 @@ class Runner:
         status: Status = "completed"
         load: LoadProcess | None = None
         sampler: StatsSampler | None = None
+        prom_sampler: PrometheusSampler | None = None
+        exporter: MetricsExporter | None = None
         restored_settings: dict[str, dict[str, Any]] = {}
         audit: AuditResult | None = None
         try:
+            if self.run_metrics is not None and self.settings.metrics_port is not None:
+                exporter = MetricsExporter(
+                    self.run_metrics,
+                    port=self.settings.metrics_port,
+                    host=self.settings.metrics_host,
+                )
+                exporter.start()
             self._emit(
                 RunStarted(
                     t=-delay,
@@ -248,6 +265,13 @@ class Runner:
                     clock=self.clock,
                 )
                 sampler.start()
+            if self.settings.prometheus is not None:
+                prom_sampler = PrometheusSampler(
+                    self.settings.prometheus,
+                    on_values=self.aggregator.add_external,
+                    clock=self.clock,
+                )
+                prom_sampler.start()
             self._env = self._environment_watch(sampler, timeline)
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
@@ -285,11 +309,35 @@ class Runner:
                     self._errors.append(f"load engine failed: {load.failure_reason()}")
             if sampler is not None:
                 sampler.stop()
+            if prom_sampler is not None:
+                prom_sampler.stop()
+                if prom_sampler.rounds and prom_sampler.failures:
+                    self._emit(
+                        LogMessage(
+                            t=self.clock(),
+                            level="warning",
+                            message=f"Prometheus: {sum(prom_sampler.failures.values())} "
+                            f"queries gave no answer; last: {prom_sampler.last_error}",
+                        )
+                    )
             if not rollback_errors and not self._restore_failed:
                 record.close()
             if watchdog is not None:
                 watchdog.stop()
-        if status != "error" and self.endpoints.services:
+        if status != "error" and self.settings.ledger is not None:
+            # Hook: the team's own ledger is the audit's source of truth.
+            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
+            try:
+                if "gateway" in self.endpoints.services:
+                    drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
+                else:
+                    time.sleep(min(_END_GRACE_S, self.settings.drain_timeout_s))
+                audit = self.settings.ledger.audit(self.run_id, self.run_dir / "outcomes")
+            except ChaoskitError as exc:
+                # The team's ledger could not be read: nothing was judged, an error.
+                status = "error"
+                self._errors.append(f"audit: {exc}")
+        elif status != "error" and self.endpoints.services:
             self._emit(PhaseChanged(t=self.clock(), phase="drain"))
             try:
                 drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
@@ -347,6 +395,8 @@ class Runner:
                 t=self.clock(), status=status, verdict=verdict, exit_code=int(result.exit_code)
             )
         )
+        if exporter is not None:
+            exporter.stop()
         with contextlib.suppress(Exception):
             self.journal.close()
         return result
@@ -494,6 +544,8 @@ class Runner:
                 kind = tick.get("type")
                 if kind == "tick":
                     self.aggregator.add_tick(tick)
+                    if self.run_metrics is not None:
+                        self.run_metrics.add_tick(tick)
                 elif kind == "reshare":
                     self._on_reshare(tick)
                 elif kind == "worker_lost":
@@ -605,6 +657,8 @@ class Runner:
                 return
             if tick.get("type") == "tick":
                 self.aggregator.add_tick(tick)
+                if self.run_metrics is not None:
+                    self.run_metrics.add_tick(tick)
 
     def _update_phase(self, timeline: FaultTimeline, t: float) -> None:
         active = timeline.active
@@ -644,12 +698,7 @@ class Runner:
             model=load.model,
             shape=load.shape.model_dump(mode="json", by_alias=True),
             base_dir=str(self._base_dir()),
-            behaviour=SpecBehaviour(
-                reclick=behaviour.reclick,
-                think_time_s=behaviour.think_time,
-                reuse_idempotency_key=behaviour.reuse_idempotency_key,
-                request_timeout_s=behaviour.request_timeout,
-            ),
+            behaviour=behaviour,
             workers=self.settings.workers,
             expect_workers=self.settings.expect_workers,
             master_port=self.settings.master_port,
@@ -661,7 +710,26 @@ class Runner:
             if getattr(self.endpoints, "intent_format", "text") == "fields"
             else "text",
             caps=Caps.model_validate(self.settings.caps),
+            journey=self._journey(),
         )
+
+    def _journey_config(self) -> JourneyConfig:
+        """The journey this run drives (the built-in agent-buyer unless one is named)."""
+        return resolve_journey(
+            self._journey(),
+            orders_path=str(getattr(self.endpoints, "orders_path", "/orders")),
+            intent_format="fields"
+            if getattr(self.endpoints, "intent_format", "text") == "fields"
+            else "text",
+        )
+
+    def _journey(self) -> JourneyConfig | None:
+        """The experiment's journey, else the target's; None: the built-in agent-buyer."""
+        own = self.experiment.load.journey
+        if own is not None:
+            return own.resolved(self._base_dir())
+        journey = getattr(self.endpoints, "journey", None)
+        return journey if isinstance(journey, JourneyConfig) else None
 
     def _base_dir(self) -> Path:
         source = getattr(self.experiment, "source_path", None)
@@ -759,48 +827,29 @@ class Runner:
         self, started_at: datetime, timeline: FaultTimeline, result: RunResult | None = None
     ) -> bool:
         """summary.json: while running (``result`` None) from live values, then from the result."""
-        experiment = self.experiment
-        ended = result is not None
-        checks = result.checks if result else ()
-        abort = None if result is None else result.abort
-        audit = None if result is None else result.audit
-        summary = Summary(
+        context = SummaryContext(
             run_id=self.run_id,
-            experiment=ExperimentInfo(
-                name=experiment.name,
-                description=experiment.description,
-                file=str(getattr(experiment, "source_path", "") or ""),
-                seed=experiment.seed,
-                target=self.endpoints.name,
-            ),
-            started_at=started_at.isoformat(),
-            ended_at=datetime.now(UTC).isoformat() if ended else None,
-            duration_s=result.duration_s if result else round(max(0.0, self.clock()), 3),
-            status=result.status if result else "running",
-            verdict=result.verdict if result else None,
-            exit_code=int(result.exit_code) if result else None,
-            environment=EnvironmentInfo(
-                chaoskit_version=__version__,
-                python=platform.python_version(),
-                platform=platform.platform(),
-                target_kind=self.endpoints.kind,
-                workers=self.settings.workers,
-            ),
-            metrics=dict(result.metrics if result else self.aggregator.overall()),
-            phases={k: dict(v) for k, v in result.phases.items()} if result else {},  # type: ignore[misc]
-            checks=[SummaryCheck.model_validate(c.to_json()) for c in checks],
-            faults=[
-                SummaryFault.model_validate(dataclasses.asdict(f))
-                for f in (result.faults if result else timeline.records())
-            ],
-            audit=Audit.model_validate(audit.to_json())
-            if audit is not None
-            else Audit(status="skipped", reason="run did not reach the audit"),
-            abort=None if abort is None else SummaryAbort.model_validate(dataclasses.asdict(abort)),
-            plan=SummaryPlan.model_validate(self.plan.to_json()),
-            load_workers=[WorkerChange.model_validate(c) for c in self._worker_changes],
-            errors=list(result.errors if result else self._errors),
+            experiment=self.experiment,
+            plan=self.plan,
+            target_name=self.endpoints.name,
+            target_kind=self.endpoints.kind,
+            workers=self.settings.workers,
+            started_at=started_at,
         )
+        summary = (
+            final_summary(context, result)
+            if result is not None
+            else running_summary(
+                context,
+                duration_s=self.clock(),
+                metrics=self.aggregator.overall(),
+                faults=timeline.records(),
+                errors=self._errors,
+            )
+        )
+        if self._worker_changes:  # when, which worker, how much load moved
+            changes = [WorkerChange.model_validate(c) for c in self._worker_changes]
+            summary = summary.model_copy(update={"load_workers": changes})
         try:
             self.summary.write(summary)
         except OSError as exc:

@@ -24,6 +24,7 @@ from chaoskit.experiment.durations import format_duration
 from chaoskit.experiment.models import Experiment
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.observe.metrics import METRICS
+from chaoskit.observe.team import team_hosts
 from chaoskit.planning import FaultWindow, Plan
 from chaoskit.run.settings import stack_settings
 from chaoskit.stack.endpoints import StackEndpoints
@@ -138,13 +139,16 @@ def preflight(
     if not isinstance(target, AttachTarget):
         raise InputError(f"preflight is for attach targets, not {target.kind!r}")
     hosts = _hosts(endpoints)
+    # The team's Prometheus and ledger are hosts the run talks to like any other (a DSN's
+    # host is known once its environment variable is set: checked again by the run).
+    hosts.update(team_hosts(experiment, target, os.environ))
     _check_hosts(hosts, endpoints.allowed_hosts, target)
     _check_env(target)
     caps = _caps(target)
     notes: list[str] = []
     _check_load(plan, target, notes)
     faults = tuple(_check_fault(w, target, endpoints) for w in plan.fault_windows)
-    skipped, settings = _skipped(experiment, endpoints)
+    skipped, settings = _skipped(experiment, endpoints, target)
     # Last: the only network call, made once everything else passed.
     _check_proxies(target, proxies_of or _proxy_names)
     return SafetyReview(
@@ -201,6 +205,12 @@ def _check_env(target: AttachTarget) -> None:
                     f"headers.{header} of target {target.name!r} needs environment variable "
                     f"{name}, which is not set"
                 )
+    for name in target.env_vars():
+        if not os.environ.get(name):
+            raise SafetyRefusal(
+                f"audit.ledger of target {target.name!r} needs environment variable {name}, "
+                "which is not set"
+            )
 
 
 def _caps(target: AttachTarget) -> dict[str, float]:
@@ -288,7 +298,7 @@ def _check_fault(
 
 
 def _skipped(
-    experiment: Experiment, endpoints: StackEndpoints
+    experiment: Experiment, endpoints: StackEndpoints, target: AttachTarget
 ) -> tuple[list[str], dict[str, dict[str, object]]]:
     """What the run cannot do on this target (with why), and the /admin settings it will apply."""
     services = endpoints.services
@@ -302,7 +312,17 @@ def _skipped(
             keys = ", ".join(values)
             skipped.append(f"stack settings for {service} ({keys}): no {service} /admin endpoint")
     missing = [s for s in _LEDGER_SERVICES if s not in services]
-    if missing:
+    unaudited: set[str] = set()
+    if target.audit is not None:
+        # The team's ledger: lost/phantom orders (double credits where credits are named).
+        missing = []
+        unaudited = {"missing_credits", "late_credits", "lost_entitlements", "oversold"}
+        if target.audit.ledger.credits is None:
+            unaudited.add("double_credits")
+        skipped.append(
+            f"audit of {', '.join(sorted(unaudited))}: the target's audit.ledger does not tell"
+        )
+    elif missing:
         skipped.append(f"audit (lost/phantom orders, credits): no /ledger for {', '.join(missing)}")
     if not services:
         skipped.append("server-side metrics (coupon delay, store, riders): no /stats endpoints")
@@ -314,6 +334,7 @@ def _skipped(
             and (
                 (METRICS[check.metric].source == "server" and not services)
                 or (METRICS[check.metric].source == "audit" and missing)
+                or check.metric in unaudited
             )
         }
     )

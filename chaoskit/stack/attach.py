@@ -15,6 +15,7 @@ import httpx
 
 from chaoskit.errors import ChaoskitError, InputError, SafetyRefusal, TargetUnreachable
 from chaoskit.faults.toxiproxy import Proxy, ToxiproxyClient
+from chaoskit.journey.models import JourneyConfig
 from chaoskit.stack.backend import Health, ProgressCallback, ServiceStatus, StackStatus
 from chaoskit.stack.endpoints import StackEndpoints
 from chaoskit.stack.target import AttachTarget
@@ -31,6 +32,7 @@ class AttachEndpoints(StackEndpoints):
 
     orders_path: str = "/orders"
     intent_format: str = "text"  # "text" | "fields"
+    journey: JourneyConfig | None = None  # the target file's (a Python file made absolute)
 
 
 def check_allowed_hosts(target: AttachTarget) -> None:
@@ -91,6 +93,9 @@ class AttachStack:
             allowed_hosts=tuple(target.allowed_hosts),
             orders_path=target.gateway.orders_path,
             intent_format=target.gateway.intent_format,
+            journey=None
+            if target.journey is None
+            else target.journey.resolved(target.source.parent if target.source else Path.cwd()),
         )
 
     def status(self) -> StackStatus:

@@ -36,5 +36,3 @@ def open_backend(target: Target, *, state_dir: Path | None = None) -> StackBacke
         raise InputError(f"the {target.kind} backend is not available in this chaoskit") from exc
     backend_class = getattr(module, class_name)
     return cast(StackBackend, backend_class(target, state_dir=state_dir))
-
-

@@ -36,6 +36,8 @@ from pydantic_core import PydanticCustomError
 from chaoskit._yaml import Loc, Place, did_you_mean, load_yaml, plain, read_input
 from chaoskit.errors import TargetFileError
 from chaoskit.experiment.durations import PositiveDuration
+from chaoskit.journey.models import JourneyConfig
+from chaoskit.observe.prometheus import MetricsSettings, base_url_problem
 from chaoskit.stack.endpoints import DEPENDENCIES, SERVICES, ProxyRef
 from chaoskit.stack.service_settings import SettingsProblem, check_service_settings
 
@@ -44,13 +46,18 @@ __all__ = [
     "AttachCaps",
     "AttachGateway",
     "AttachTarget",
+    "AuditSettings",
     "DockerImageSettings",
     "DockerTarget",
+    "HttpLedger",
+    "LedgerSource",
     "LocalTarget",
     "PortLayout",
     "RunTag",
+    "SqlLedger",
     "StackSettings",
     "Target",
+    "TeamLedger",
     "ToxiproxyServer",
     "WatchdogSettings",
     "env_refs",
@@ -128,6 +135,10 @@ class _TargetBase(_Strict):
     version: Literal[1]
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=64)
     _source: Path | None = PrivateAttr(default=None)
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The metric names this target's PromQL queries add (none for a stub stack)."""
+        return ()
 
     @property
     def source(self) -> Path | None:
@@ -240,6 +251,117 @@ class WatchdogSettings(_Strict):
     ttl: PositiveDuration = Field(default=30.0, le=3600.0)
 
 
+def _check_header_templates(headers: dict[str, str]) -> dict[str, str]:
+    # Messages here never quote a value: it may be a secret.
+    for name, value in headers.items():
+        if not re.match(_HEADER_NAME, name):
+            raise _problem(f"{name!r} is not a valid HTTP header name", name)
+        if any(ch in value for ch in "\r\n"):
+            raise _problem("a header value must be one line", name)
+        for ref in _ENV_REF.findall(value):
+            if not _ENV_NAME.match(ref):
+                raise _problem(
+                    "${...} must name an environment variable, like ${STAGING_TOKEN}", name
+                )
+    return headers
+
+
+_TEMPLATE_VARS = ("run_id",)
+_TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+
+
+def _check_template_url(value: str) -> str:
+    """A URL template: {{run_id}} may stand in the path or query; no credentials, no ${...}."""
+    for name in _TEMPLATE.findall(value):
+        if name not in _TEMPLATE_VARS:
+            raise ValueError(
+                f"unknown template variable {{{{{name}}}}}; expected one of: "
+                + ", ".join(_TEMPLATE_VARS)
+            )
+    sample = _TEMPLATE.sub("x", value)
+    message = base_url_problem(sample)
+    if message:
+        raise ValueError(message)
+    return value
+
+
+class HttpLedger(_Strict):
+    """An HTTP export of the team's ledger: GET ``url`` (``{{run_id}}`` filled in)."""
+
+    url: str
+    # A JSONPath to the order ids in the answer, e.g. "$.orders[*].id".
+    order_ids: str = Field(default="$[*]", min_length=1)
+    headers: dict[str, str] = Field(default_factory=dict)  # values may name ${ENV_VAR}
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_template_url(value)
+
+    @field_validator("order_ids")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        from chaoskit.observe.team_ledger import parse_json_path
+
+        parse_json_path(value)  # raises ValueError with what is wrong
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        return _check_header_templates(headers)
+
+
+class SqlLedger(_Strict):
+    """A query against the team's PostgreSQL, run in a read-only transaction.
+
+    ``dsn`` must come from the environment (``${LEDGER_DSN}``); ``query`` may use
+    ``%(run_id)s`` and returns one order id per row (the first column).
+    """
+
+    dsn: str
+    query: str = Field(min_length=1)
+
+    @field_validator("dsn")
+    @classmethod
+    def _from_env(cls, value: str) -> str:
+        # Never quote the value: it may be the secret itself.
+        if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value.strip()):
+            raise ValueError("dsn must name an environment variable, like ${LEDGER_DSN}")
+        return value.strip()
+
+    @property
+    def env_var(self) -> str:
+        """The environment variable holding the DSN."""
+        return self.dsn.strip()[2:-1]
+
+
+class LedgerSource(_Strict):
+    """Where a list of order ids comes from: an HTTP export and/or a SQL query (their union)."""
+
+    http: HttpLedger | None = None
+    sql: SqlLedger | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> LedgerSource:
+        if self.http is None and self.sql is None:
+            raise _problem("expected http or sql (or both)")
+        return self
+
+
+class TeamLedger(LedgerSource):
+    """`audit.ledger`: this run's order ids in the team's records, and optionally its credits."""
+
+    # One order id per coupon credit row: double credits are counted where it is given.
+    credits: LedgerSource | None = None
+
+
+class AuditSettings(_Strict):
+    """`audit`: how the run is reconciled with a ledger chaoskit did not write."""
+
+    ledger: TeamLedger
+
+
 class AttachTarget(_TargetBase):
     """A stack someone else runs (staging); chaoskit never starts, stops or reconfigures it.
 
@@ -258,6 +380,11 @@ class AttachTarget(_TargetBase):
     headers: dict[str, str] = Field(default_factory=dict)
     tag: RunTag = Field(default_factory=RunTag)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
+    # What one buyer's order is on this stack; None: the built-in agent-buyer on
+    # gateway.orders_path (the stub stack's contract). An experiment may override it.
+    journey: JourneyConfig | None = None
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    audit: AuditSettings | None = None
 
     @field_validator("services")
     @classmethod
@@ -287,18 +414,7 @@ class AttachTarget(_TargetBase):
     @field_validator("headers")
     @classmethod
     def _header_templates(cls, headers: dict[str, str]) -> dict[str, str]:
-        # Messages here never quote a value: it may be a secret.
-        for name, value in headers.items():
-            if not re.match(_HEADER_NAME, name):
-                raise _problem(f"{name!r} is not a valid HTTP header name", name)
-            if any(ch in value for ch in "\r\n"):
-                raise _problem("a header value must be one line", name)
-            for ref in _ENV_REF.findall(value):
-                if not _ENV_NAME.match(ref):
-                    raise _problem(
-                        "${...} must name an environment variable, like ${STAGING_TOKEN}", name
-                    )
-        return headers
+        return _check_header_templates(headers)
 
     @model_validator(mode="after")
     def _consistent(self) -> AttachTarget:
@@ -324,11 +440,27 @@ class AttachTarget(_TargetBase):
         return self
 
     def env_vars(self) -> list[str]:
-        """The environment variables the header values name, in file order."""
+        """The environment variables the header values (and the ledger) name, in file order."""
         names: list[str] = []
-        for value in self.headers.values():
+        values = list(self.headers.values())
+        for source in self._ledger_sources():
+            if source.http is not None:
+                values.extend(source.http.headers.values())
+            if source.sql is not None:
+                values.append(source.sql.dsn)
+        for value in values:
             names.extend(n for n in env_refs(value) if n not in names)
         return names
+
+    def _ledger_sources(self) -> list[LedgerSource]:
+        if self.audit is None:
+            return []
+        ledger = self.audit.ledger
+        return [ledger] if ledger.credits is None else [ledger, ledger.credits]
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The metric names this target's PromQL queries add."""
+        return self.metrics.names()
 
     def hosts(self) -> dict[str, str]:
         """Every URL chaoskit would talk to, by what it is (gateway, toxiproxy[0], store ...)."""
@@ -444,7 +576,7 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
         error = exc.errors()[0]
         full: Loc = tuple(error["loc"])
         extra = (error.get("ctx") or {}).get("loc")
-        if error["type"] == "target" and extra:
+        if error["type"] in ("target", "experiment", "journey") and extra:
             # A problem raised below its validator's own field (a dict key, a list item).
             full = (*full, *extra)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
@@ -460,6 +592,7 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
     _check_settings(target, data, where)
     if path is not None:
         target._source = Path(path)
+        _check_journey_file(target, data, Path(path))
     return target
 
 
@@ -476,6 +609,23 @@ def _check_settings(target: Target, data: Any, path: Path | None) -> None:
             raise TargetFileError(
                 f"settings.{service}.{exc.message}", path=path, line=place.line, col=place.col
             ) from None
+
+
+def _check_journey_file(target: Target, data: Any, path: Path) -> None:
+    """A Python journey's file must exist (relative to the target file)."""
+    journey = getattr(target, "journey", None)
+    if journey is None or journey.python_ref is None:
+        return
+    hook_file = Path(journey.python_ref[0])
+    hook_file = hook_file if hook_file.is_absolute() else path.parent / hook_file
+    if not hook_file.is_file():
+        place = Place(data, ("journey", "python"), model=None)
+        raise TargetFileError(
+            f"journey.python: no such file {str(hook_file)!r}",
+            path=path,
+            line=place.line,
+            col=place.col,
+        )
 
 
 def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:
@@ -496,7 +646,7 @@ def _describe(error: Mapping[str, Any], loc: Sequence[int | str]) -> str:
     if message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
         return f"{where}: {message}"
-    if kind == "target":
+    if kind in ("target", "experiment", "journey"):
         return f"{where}: {message}"
     if loc and loc[0] == "headers":
         # A header value may be a secret: never echo what was given.

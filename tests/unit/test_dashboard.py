@@ -310,6 +310,17 @@ def test_a_breached_guardrail_shows_its_real_limit() -> None:
     assert "guardrail breached: error_rate=1 (limit <=0.99)" in render(board, console)
 
 
+def test_progress_line_says_the_real_limit_and_no_none() -> None:
+    console = Console(file=io.StringIO(), width=200, force_terminal=False)
+    progress = ProgressLine(console=console, every_s=5)
+    progress.handle(GuardrailTripped(t=9.0, metric="error_rate", value=1.0, min=None, max=0.99))
+    progress.handle(PhaseChanged(t=10.0, phase="drain"))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "t=9s GUARDRAIL error_rate=1 (limit 0.99)" in out
+    assert "None" not in out
+    assert "t=10s phase drain\n" in out
+
+
 def test_first_try_failures_live_and_free_orders_after_the_audit() -> None:
     console = Console(file=io.StringIO(), width=120, color_system=None)
     board = fed_dashboard(console)
@@ -324,3 +335,20 @@ def test_first_try_failures_live_and_free_orders_after_the_audit() -> None:
     console.file = io.StringIO()
     out = render(board, console)
     assert "free orders 81.5%" in out and "lost 37" in out
+
+
+def test_first_try_and_free_orders_fit_80_columns() -> None:
+    console = Console(file=io.StringIO(), width=80, height=24, color_system=None)
+    board = fed_dashboard(console)
+    board.handle(Sample(t=90.0, metrics=metrics(first_try_failure_rate=0.5)))
+    audit = {
+        "status": "failed",
+        "invariants": {"lost_entitlements": {"count": 37, "order_ids": ["a"]}},
+        "free_orders": {"overall": {"entitled": 200, "honoured": 163, "in_slo": None}},
+    }
+    board.handle(AuditDone(t=95.0, audit=audit))
+    lines = render(board, console).splitlines()
+    out = "\n".join(lines)
+    assert "first try failed 50.0%" in out and "free orders 81.5%" in out and "lost 37" in out
+    assert len(lines) <= 23 and max(len(line) for line in lines) <= 80
+    assert "…" not in out.replace("… error_rate", "")  # nothing cut but a pending check's mark

@@ -16,8 +16,9 @@ import pytest
 from conftest import GatewayBehaviour
 from hdrh.histogram import HdrHistogram
 
+from chaoskit.experiment.models import Behaviour
 from chaoskit.load.process import LoadProcess
-from chaoskit.load.spec import Behaviour, LoadSpec, write_spec
+from chaoskit.load.spec import LoadSpec, write_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(40)]
 
@@ -94,7 +95,7 @@ def test_every_failure_is_reclicked_with_a_new_key(
         url,
         duration_s=3.0,
         shape={"kind": "constant", "for": 3, "rate": 20},
-        behaviour=Behaviour(reclick=2, think_time_s=0.05),
+        behaviour=Behaviour(reclick=2, think_time=0.05),
     )
     records, _ = _run(spec)
     ticks = _ticks(records)
@@ -130,7 +131,7 @@ def test_reused_key_and_unfixable_400(
         url,
         duration_s=2.0,
         shape={"kind": "constant", "for": 2, "rate": 10},
-        behaviour=Behaviour(reclick=1, think_time_s=0.05, reuse_idempotency_key=True),
+        behaviour=Behaviour(reclick=1, think_time=0.05, reuse_idempotency_key=True),
     )
     _run(spec)
     per_intent: dict[str, set[str]] = defaultdict(set)
@@ -145,7 +146,7 @@ def test_reused_key_and_unfixable_400(
         url,
         duration_s=2.0,
         shape={"kind": "constant", "for": 2, "rate": 10},
-        behaviour=Behaviour(reclick=3, think_time_s=0.05),
+        behaviour=Behaviour(reclick=3, think_time=0.05),
     )
     records, _ = _run(spec)
     ticks = _ticks(records)

@@ -9,8 +9,9 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from chaoskit.errors import InputError, SafetyRefusal
+from chaoskit.experiment.models import Behaviour
 from chaoskit.load.intents import classify, make_intent
-from chaoskit.load.spec import Behaviour, LoadSpec, check_gateway_host, read_spec, write_spec
+from chaoskit.load.spec import LoadSpec, check_gateway_host, read_spec, write_spec
 from chaoskit.load.tally import Tally, merge_deltas
 
 
@@ -29,7 +30,7 @@ def _spec(**overrides: object) -> LoadSpec:
 
 def test_spec_round_trips_through_its_file(tmp_path: Path) -> None:
     spec = _spec(
-        behaviour=Behaviour(reclick=3, think_time_s=0.5), workers=2, headers={"X-Tag": "t"}
+        behaviour=Behaviour(reclick=3, think_time=0.5), workers=2, headers={"X-Tag": "t"}
     )
     path = write_spec(spec, tmp_path / "deep" / "spec.json")
     assert read_spec(path) == spec
@@ -40,7 +41,7 @@ def test_spec_defaults_follow_the_contract() -> None:
     spec = _spec()
     assert (spec.model, spec.workers, spec.max_inflight, spec.seed) == ("open", 0, 2000, 0)
     assert spec.behaviour == Behaviour(
-        reclick=0, think_time_s=1.0, reuse_idempotency_key=False, request_timeout_s=5.0
+        reclick=0, think_time=1.0, reuse_idempotency_key=False, request_timeout=5.0
     )
     assert (spec.caps.max_users, spec.caps.max_rate) == (None, None)
 

@@ -1,0 +1,353 @@
+"""The journey driver of one engine process: one attempt of one intent, as the journey says.
+
+The engine's re-click loop calls ``JourneyDriver.attempt`` for every click; the driver sends
+the steps (or calls the Python journey), counts every HTTP request in the tally (a failed one
+under its step's name) and tells the engine how the attempt ended. Importing this module
+needs gevent (the engine process only).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import gevent
+
+from chaoskit.errors import InputError, SafetyRefusal
+from chaoskit.journey.builtin import resolve_journey
+from chaoskit.journey.compiled import CompiledJourney, CompiledStep, compile_journey
+from chaoskit.journey.models import JourneyConfig
+from chaoskit.journey.outcome import JourneyIntent, Outcome
+from chaoskit.journey.paths import MISSING
+from chaoskit.load.intents import RETRYABLE_4XX, Attempt, Intent
+from chaoskit.load.spec import LOCAL_HOSTS, LoadSpec, expand_env
+from chaoskit.load.tally import Tally
+
+if TYPE_CHECKING:
+    from locust.contrib.fasthttp import FastHttpSession
+
+__all__ = ["HookClient", "JourneyDriver", "journey_of", "load_hook"]
+
+_BAD_JSON: Any = object()
+HookFunction = Callable[[Any, JourneyIntent], Any]
+
+
+def journey_of(spec: LoadSpec) -> JourneyConfig:
+    """The spec's journey, or the built-in agent buyer on the spec's orders path."""
+    return resolve_journey(
+        spec.journey, orders_path=spec.orders_path, intent_format=spec.intent_format
+    )
+
+
+def load_hook(reference: str) -> HookFunction:
+    """Import ``file.py:function`` (an absolute or cwd-relative file); ``InputError`` if not."""
+    file_name, _, function_name = reference.rpartition(":")
+    path = Path(file_name)
+    if not path.is_file():
+        raise InputError(f"journey python: no such file {path}")
+    module_name = f"chaoskit_journey_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise InputError(f"journey python: cannot import {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise InputError(f"journey python: importing {path} failed: {exc!r}") from exc
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise InputError(f"journey python: {path} has no function {function_name!r}")
+    hook: HookFunction = function
+    return hook
+
+
+class HookClient:
+    """Locust's ``FastHttpSession`` API for a Python journey; every request is counted.
+
+    Requests count in requests, latency and errors; the failure's step is the one the
+    journey's ``Outcome.failed(step)`` names. An absolute URL must be on the target's
+    allow-list: a journey never leaves it.
+    """
+
+    def __init__(
+        self,
+        session: FastHttpSession,
+        tally: Tally,
+        allowed_hosts: frozenset[str],
+        headers: Mapping[str, str],
+    ) -> None:
+        self.session = session
+        self._tally = tally
+        self._allowed = allowed_hosts
+        self._headers = headers  # the target's (run tag, auth), under the journey's own
+
+    @property
+    def base_url(self) -> str:
+        """The target's gateway URL relative paths go to."""
+        return str(self.session.base_url)
+
+    def request(self, method: str, url: str, name: str | None = None, **kwargs: Any) -> Any:
+        """Send one request, like ``FastHttpSession.request``."""
+        if "://" in url:
+            host = (urlsplit(url).hostname or "").lower()
+            if host not in self._allowed:
+                raise SafetyRefusal(f"journey request to {host!r}: not in allowed_hosts")
+        kwargs["headers"] = {**self._headers, **(kwargs.get("headers") or {})}
+        began = time.perf_counter()
+        response = self.session.request(method, url, name=name, **kwargs)
+        latency_ms = (time.perf_counter() - began) * 1000.0
+        status = int(getattr(response, "status_code", 0) or 0)
+        self._tally.request(latency_ms, ok=True)
+        if not 0 < status < 400 or getattr(response, "error", None) is not None:
+            # An error answer; the step it fails is the journey's to say (its Outcome).
+            self._tally.counts["request_errors"] += 1
+        return response
+
+    def get(self, url: str, **kwargs: Any) -> Any:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, data: Any = None, **kwargs: Any) -> Any:
+        return self.request("POST", url, data=data, **kwargs)
+
+    def put(self, url: str, data: Any = None, **kwargs: Any) -> Any:
+        return self.request("PUT", url, data=data, **kwargs)
+
+    def patch(self, url: str, data: Any = None, **kwargs: Any) -> Any:
+        return self.request("PATCH", url, data=data, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> Any:
+        return self.request("DELETE", url, **kwargs)
+
+    def head(self, url: str, **kwargs: Any) -> Any:
+        return self.request("HEAD", url, **kwargs)
+
+    def options(self, url: str, **kwargs: Any) -> Any:
+        return self.request("OPTIONS", url, **kwargs)
+
+
+class JourneyDriver:
+    """Runs attempts of the spec's journey (steps or a Python function) for the engine."""
+
+    def __init__(self, *, spec: LoadSpec, tally: Tally) -> None:
+        self._spec = spec
+        self._tally = tally
+        self._run_id = spec.run_id
+        self._prefix = len(spec.run_id) + 1  # intent ids are "<run_id>-<key>"
+        config = journey_of(spec)
+        self.config = config
+        self._hook: HookFunction | None = None
+        self._journey: CompiledJourney | None = None
+        self._allowed = frozenset(LOCAL_HOSTS | {h.lower() for h in spec.allowed_hosts})
+        # Header values may name environment variables (${TOKEN}): expanded here, in the
+        # engine's own environment, so secrets are never written to the spec or the journal.
+        headers = {name: expand_env(value) for name, value in spec.headers.items()}
+        if config.python_ref is not None:
+            file_name, function_name = config.python_ref
+            self._hook = load_hook(f"{file_name}:{function_name}")
+            self._hook_steps = frozenset(config.failure_steps())
+            self._hook_headers = headers
+        else:
+            steps = [
+                step.model_copy(
+                    update={
+                        "request": step.request.model_copy(
+                            update={
+                                "headers": {
+                                    n: expand_env(v) for n, v in step.request.headers.items()
+                                }
+                            }
+                        )
+                    }
+                )
+                for step in config.steps
+            ]
+            self._journey = compile_journey(
+                config.model_copy(update={"steps": steps}), seed=spec.seed, headers=headers
+            )
+            # Constant headers (the common case) are one dict shared by every request.
+            self._steps: tuple[tuple[CompiledStep, dict[str, str] | None], ...] = tuple(
+                (
+                    step,
+                    {name: t.render({}) for name, t in step.headers}
+                    if all(not t.names for _, t in step.headers)
+                    else None,
+                )
+                for step in self._journey.steps
+            )
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    def attempt(
+        self, session: FastHttpSession, intent: Intent, attempt_no: int, order_key: str
+    ) -> tuple[Attempt, str]:
+        """One click of ``intent``: how it ended, and the order id to log for the audit."""
+        if self._hook is not None:
+            return self._hook_attempt(session, intent, attempt_no, order_key)
+        journey = self._journey
+        assert journey is not None
+        values: dict[str, Any] = {
+            "run_id": self._run_id,
+            "intent_id": intent.intent_id,
+            "user_id": intent.user_id,
+            "attempt": attempt_no,
+            "order_key": order_key,
+            "text": intent.text,
+            "item": intent.item,
+            "spec": intent.spec,
+            "place": intent.place,
+            "deadline_min": intent.deadline_min,
+        }
+        if journey.variables:
+            values.update(journey.seeded_vars(intent.intent_id[self._prefix :]))
+        outcome: Attempt | None = None
+        for step, headers in self._steps:
+            outcome = self._step(session, step, headers, values)
+            if outcome.told != "ok":
+                break
+        assert outcome is not None
+        try:
+            order_id = journey.order_id.render(values)
+        except KeyError:
+            order_id = ""  # failed before the step that names the order
+        return outcome, order_id
+
+    def _send(
+        self,
+        session: FastHttpSession,
+        step: CompiledStep,
+        headers: dict[str, str] | None,
+        values: Mapping[str, Any],
+    ) -> tuple[int, Any, bool, float]:
+        """(status, response, timed out, latency ms) of one request of ``step``."""
+        if headers is None:
+            headers = {name: t.render(values) for name, t in step.headers}
+        data = None if step.body is None else step.body.render(values)
+        began = time.perf_counter()
+        response: Any = None
+        if step.timeout_s is None:
+            response = session.request(
+                step.method,
+                step.path.render(values),
+                name=step.request_name,
+                data=data,
+                headers=headers,
+            )
+        else:
+            with gevent.Timeout(step.timeout_s, False):
+                response = session.request(
+                    step.method,
+                    step.path.render(values),
+                    name=step.request_name,
+                    data=data,
+                    headers=headers,
+                )
+        latency_ms = (time.perf_counter() - began) * 1000.0
+        if response is None:
+            return 0, None, True, latency_ms
+        error = getattr(response, "error", None)
+        status = int(response.status_code or 0)
+        # geventhttpclient wraps the socket timeout in RetriesExceeded(original=...).
+        cause = getattr(error, "original", error)
+        timed_out = isinstance(cause, TimeoutError | gevent.Timeout) and not status
+        return status, response, timed_out, latency_ms
+
+    def _step(
+        self,
+        session: FastHttpSession,
+        step: CompiledStep,
+        headers: dict[str, str] | None,
+        values: dict[str, Any],
+    ) -> Attempt:
+        deadline = time.perf_counter() + step.poll_timeout_s if step.poll_until else 0.0
+        while True:
+            status, response, timed_out, latency_ms = self._send(session, step, headers, values)
+            tally = self._tally
+            if timed_out:
+                tally.request(latency_ms, ok=False, step=step.timeout_step)
+                return Attempt("timeout", step.timeout_step, None, True)
+            if not status:
+                tally.request(latency_ms, ok=False, step=step.name)
+                return Attempt("failed", step.name, None, True)
+            if status not in step.statuses:
+                name = step.name
+                if step.failure_step is not None:
+                    found = step.failure_step.first(_json(response))
+                    if type(found) is str and found:
+                        name = found
+                tally.request(latency_ms, ok=False, step=name)
+                retryable = status >= 500 or status in RETRYABLE_4XX
+                return Attempt("failed", name, status, retryable)
+            if not step.needs_body:
+                tally.request(latency_ms, ok=True)
+                return Attempt("ok", None, status, False)
+            body = _json(response)
+            if body is _BAD_JSON or (step.check is not None and not step.check(body)):
+                tally.request(latency_ms, ok=False, step=step.name)
+                return Attempt("failed", step.name, status, True)
+            if step.poll_until is not None and not step.poll_until(body):
+                # Not confirmed yet: failed for good (fail_if), out of time, or ask again.
+                failed = step.poll_fail_if is not None and step.poll_fail_if(body)
+                if failed or time.perf_counter() + step.poll_every_s > deadline:
+                    tally.request(latency_ms, ok=False, step=step.name)
+                    return Attempt("failed", step.name, status, True)
+                tally.request(latency_ms, ok=True)
+                gevent.sleep(step.poll_every_s)
+                continue
+            for name, path in step.extract:
+                found = path.first(body)
+                if found is MISSING:
+                    tally.request(latency_ms, ok=False, step=step.name)
+                    return Attempt("failed", step.name, status, True)
+                values[name] = found
+            tally.request(latency_ms, ok=True)
+            return Attempt("ok", None, status, False)
+
+    # -- a Python journey -------------------------------------------------------------------
+
+    def _hook_attempt(
+        self, session: FastHttpSession, intent: Intent, attempt_no: int, order_key: str
+    ) -> tuple[Attempt, str]:
+        assert self._hook is not None
+        journey_intent = JourneyIntent(
+            run_id=self._run_id,
+            intent_id=intent.intent_id,
+            user_id=intent.user_id,
+            attempt=attempt_no,
+            order_key=order_key,
+            text=intent.text,
+            item=intent.item,
+            spec=intent.spec,
+            place=intent.place,
+            deadline_min=intent.deadline_min,
+        )
+        client = HookClient(session, self._tally, self._allowed, self._hook_headers)
+        try:
+            result = self._hook(client, journey_intent)
+        except gevent.GreenletExit:
+            raise
+        except Exception:  # noqa: BLE001 - the team's code failing is a failed attempt
+            result = Outcome.failed("journey")
+        if result is True or result is False:
+            result = Outcome.ok() if result else Outcome.failed("journey")
+        if not isinstance(result, Outcome):
+            result = Outcome.failed("journey")
+        order_id = result.order_id or order_key
+        if result.fulfilled:
+            return Attempt("ok", None, None, False), order_id
+        step = result.step if result.step in self._hook_steps else "journey"
+        self._tally.failed_steps[step] += 1  # one failed attempt, at the step it names
+        return Attempt("failed", step, None, result.retryable), order_id
+
+
+def _json(response: Any) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, TypeError):
+        return _BAD_JSON

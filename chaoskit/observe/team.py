@@ -1,0 +1,93 @@
+"""What a run reads from the team's own systems: its Prometheus and its ledger, checked.
+
+``team_observation`` turns an experiment and its target into the typed parts the runner
+takes (``PrometheusSource``, ``TeamLedgerReader``) and refuses, before anything runs, a
+metric no query defines or a host off the allow-list (exit 2). ``check_queries`` (the one
+network call, each query once) is left to the caller, after a dry run has returned.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from chaoskit.errors import InputError, SafetyRefusal
+from chaoskit.experiment.models import Experiment
+from chaoskit.observe.metrics import METRICS
+from chaoskit.observe.prometheus import PrometheusSource, merge_sources
+from chaoskit.observe.team_ledger import TeamLedgerReader, ledger_hosts
+from chaoskit.stack.target import AttachTarget, Target
+
+__all__ = ["TeamObservation", "team_hosts", "team_observation"]
+
+
+@dataclass(frozen=True, slots=True)
+class TeamObservation:
+    """The team's metrics source and ledger reader for one run (either may be absent)."""
+
+    prometheus: PrometheusSource | None
+    ledger: TeamLedgerReader | None
+
+
+def _source(experiment: Experiment, target: Target) -> PrometheusSource | None:
+    target_metrics = target.metrics if isinstance(target, AttachTarget) else None
+    return merge_sources(target_metrics, experiment.metrics)
+
+
+def team_hosts(
+    experiment: Experiment, target: Target, environ: Mapping[str, str]
+) -> dict[str, str]:
+    """Role -> URL of the team's Prometheus and ledger endpoints (for the allow-list)."""
+    hosts: dict[str, str] = {}
+    source = _source(experiment, target)
+    if source is not None:
+        hosts["metrics.prometheus"] = source.url
+    if isinstance(target, AttachTarget) and target.audit is not None:
+        hosts.update(ledger_hosts(target.audit.ledger, environ))
+    return hosts
+
+
+def _used_metrics(experiment: Experiment) -> dict[str, str]:
+    """Metric name -> where the experiment uses it first (hypothesis[0], guardrails[1] ...)."""
+    used: dict[str, str] = {}
+    for index, check in enumerate(experiment.hypothesis):
+        used.setdefault(check.metric, f"hypothesis[{index}]")
+    for index, guardrail in enumerate(experiment.guardrails):
+        used.setdefault(guardrail.metric, f"guardrails[{index}]")
+    for index, fault in enumerate(experiment.faults):
+        if fault.when is not None:
+            used.setdefault(fault.when.metric, f"faults[{index}].when")
+    return used
+
+
+def team_observation(
+    experiment: Experiment,
+    target: Target,
+    *,
+    allowed_hosts: tuple[str, ...],
+    environ: Mapping[str, str] | None = None,
+) -> TeamObservation:
+    """The run's Prometheus source and ledger reader; refuses what cannot work."""
+    env = dict(os.environ) if environ is None else dict(environ)
+    source = _source(experiment, target)
+    defined = set(source.names) if source is not None else set()
+    for metric, where in _used_metrics(experiment).items():
+        if metric not in METRICS and metric not in defined:
+            raise InputError(
+                f"{where} uses metric {metric!r}, which no metrics.prometheus query of the "
+                f"experiment or of target {target.name!r} defines"
+            )
+    allowed = {host.lower() for host in allowed_hosts}
+    for role, url in team_hosts(experiment, target, env).items():
+        host = (urlsplit(url).hostname or "").lower()
+        if host not in allowed:
+            raise SafetyRefusal(
+                f"{role} host {host!r} is not in the allowed hosts of target {target.name!r} "
+                f"({', '.join(sorted(allowed))})"
+            )
+    ledger = None
+    if isinstance(target, AttachTarget) and target.audit is not None:
+        ledger = TeamLedgerReader(ledger=target.audit.ledger, environ=env)
+    return TeamObservation(prometheus=source, ledger=ledger)

@@ -1,0 +1,276 @@
+"""The team's Prometheus and ledger against the tests' second order API (tests/support/shop_api.py).
+
+The shop keeps its orders in a real PostgreSQL (tests/conftest.py), serves its metrics with
+prometheus-client, scraped by a real Prometheus; its inventory sits behind a real Toxiproxy.
+chaoskit drives it through a step journey, judges PromQL metrics on the shop's own counters,
+and audits through the shop's HTTP ledger export and through SQL on its database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.support.shop import ShopStack, running_shop
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CHAOSKIT = str(REPO / ".venv" / "bin" / "chaoskit")
+Prometheus = Callable[..., Any]  # the prometheus fixture (tests/conftest.py)
+
+JOURNEY = """\
+journey:
+  name: shop-checkout
+  vars:
+    sku: {choice: [boba-l, tea-m, latte-s]}
+    qty: {int: [1, 3]}
+  steps:
+    - name: checkout
+      request:
+        method: POST
+        path: /api/v2/checkout
+        headers: {Idempotency-Key: "{{order_key}}"}
+        json: {sku: "{{sku}}", quantity: "{{qty}}", customer: "{{user_id}}", ref: "{{run_id}}"}
+      expect: {status: [201, 200], body: {$.checkout.id: {exists: true}}}
+      extract: {checkout_id: $.checkout.id}
+    - name: confirm
+      request: {method: GET, path: "/api/v2/checkout/{{checkout_id}}"}
+      poll: {every: 50ms, timeout: 3s, until: {$.checkout.status: confirmed},
+             fail_if: {$.checkout.status: failed}}
+  order_id: "{{checkout_id}}"
+"""
+
+QUERIES = """\
+metrics:
+  prometheus:
+    url: {prometheus}
+    interval: 1s
+    queries:
+      shop_confirmed_per_s: sum(rate(shop_orders_total{{status="confirmed"}}[4s]))
+      shop_failed_per_s: sum(rate(shop_orders_total{{status="failed"}}[4s])) or vector(0)
+      shop_p95_s:
+        query: >-
+          histogram_quantile(0.95,
+          sum by (le) (rate(shop_checkout_latency_seconds_bucket[4s])))
+        agg: max
+"""
+
+HTTP_LEDGER = """\
+    http:
+      url: "{api}/api/v2/ledger?ref={{{{run_id}}}}"
+      order_ids: $.order_ids[*]
+"""
+SQL_LEDGER = """\
+    sql:
+      dsn: ${SHOP_LEDGER_DSN}
+      query: SELECT id FROM shop_orders WHERE ref = %(run_id)s
+"""
+
+
+@dataclass(frozen=True)
+class TeamShop:
+    stack: ShopStack
+    prometheus: Any
+    dsn: str
+    password: str
+    work: Path
+
+    def target(self, name: str, *, ledger: tuple[str, ...] = ("http", "sql")) -> Path:
+        path = self.work / f"{name}.yaml"
+        parts = {"http": HTTP_LEDGER.format(api=self.stack.api_url), "sql": SQL_LEDGER}
+        audit = "audit:\n  ledger:\n" + "".join(parts[p] for p in ledger) if ledger else ""
+        path.write_text(
+            textwrap.dedent(
+                f"""\
+                version: 1
+                kind: attach
+                name: shop
+                gateway: {{url: "{self.stack.api_url}"}}
+                toxiproxy:
+                  - url: {self.stack.toxiproxy_url}
+                    proxies: {{inventory: {self.stack.inventory_proxy}}}
+                allowed_hosts: [127.0.0.1]
+                caps: {{max_rate: 100, max_fault_duration: 30s}}
+                """
+            )
+            + JOURNEY
+            + QUERIES.format(prometheus=self.prometheus.url)
+            + audit
+        )
+        return path
+
+    def run(self, experiment: str, target: Path, name: str) -> tuple[int, str, Path | None]:
+        path = self.work / f"{name}.yaml"
+        path.write_text(experiment)
+        reports = self.work / f"reports-{name}"
+        done = subprocess.run(
+            [CHAOSKIT, "run", str(path), "--target", str(target), "--yes", "--no-dashboard"]
+            + ["--reports-dir", str(reports)],
+            cwd=self.work,
+            env={
+                **os.environ,
+                "CHAOSKIT_HOME": str(self.work / "home"),
+                "COLUMNS": "200",
+                "SHOP_LEDGER_DSN": self.dsn,
+            },
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        runs = sorted(reports.iterdir()) if reports.is_dir() else []
+        return done.returncode, done.stdout + done.stderr, runs[-1] if runs else None
+
+
+@pytest.fixture(scope="module")
+def team_shop(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Iterator[TeamShop]:
+    from tests.conftest import start_prometheus
+
+    work = tmp_path_factory.mktemp("team-shop")
+    with running_shop(work / "shop", dsn=postgres.dsn) as stack:
+        server = start_prometheus([urlsplit(stack.api_url).netloc])
+        try:
+            server.wait_for_scrape()
+            yield TeamShop(stack, server, postgres.dsn, postgres.password, work)
+        finally:
+            server.stop()
+
+
+def summary_of(run_dir: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
+    return data
+
+
+def told(run_dir: Path, verdict: str) -> set[str]:
+    ids = set()
+    for file in (run_dir / "outcomes").glob("*.jsonl"):
+        for line in file.read_text().splitlines():
+            record = json.loads(line)
+            if record["told"] == verdict:
+                ids.add(record["order_id"])
+    return ids
+
+
+SURGE = """\
+version: 1
+name: shop-team
+seed: 11
+recovery: 3s
+load:
+  model: open
+  behaviour: {reclick: 0, request_timeout: 2s}
+  shape: {kind: constant, for: 16s, rate: 15}
+faults:
+  - {name: slow-inventory, kind: latency, dependency: inventory, latency: 300ms, at: 6s, for: 5s}
+hypothesis:
+  - {metric: fulfilment_rate, phase: baseline, min: 0.95}
+  - {metric: shop_confirmed_per_s, phase: baseline, min: 8}
+  - {metric: shop_p95_s, phase: during, min: 0.25}
+  - {metric: shop_p95_s, phase: baseline, max: 0.25}
+  - {metric: lost_orders, max: 0}
+  - {metric: phantom_orders, max: 0}
+"""
+
+
+def test_promql_metrics_per_phase_and_the_audit_through_http_and_sql(team_shop: TeamShop) -> None:
+    code, output, run_dir = team_shop.run(SURGE, team_shop.target("both-target"), "surge")
+    assert run_dir is not None, output
+    data = summary_of(run_dir)
+    assert code == 0, output + json.dumps(data["checks"], indent=1)
+    assert data["errors"] == [], data["errors"]  # the summary took the PromQL metrics as they are
+    phases = data["phases"]
+    # The shop's own counters, through its Prometheus, per phase: ~15 confirmed/s at baseline,
+    # and its p95 shows the 300 ms the fault adds to its inventory call.
+    assert phases["baseline"]["shop_confirmed_per_s"] >= 8, phases["baseline"]
+    assert phases["during"]["shop_p95_s"] >= 0.25, phases["during"]
+    assert phases["baseline"]["shop_p95_s"] < 0.25, phases["baseline"]
+    audit = data["audit"]
+    assert audit["status"] == "passed", audit
+    for name in ("lost_orders", "phantom_orders"):
+        found = audit["invariants"][name]
+        assert (found["count"], found["order_ids"], found.get("skipped")) == (0, [], None), found
+    ok, ledger = told(run_dir, "ok"), set(team_shop.stack.ledger(data["run_id"]))
+    # Told confirmed means recorded; an intent still polling when the load stopped may be
+    # recorded without a verdict (never told: neither lost nor phantom).
+    assert ok and ok <= ledger and len(ledger - ok) <= 3, (len(ok), len(ledger))
+    # The DSN's password is in no file of the run folder.
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert team_shop.password.encode() not in path.read_bytes(), path
+    assert team_shop.password not in output
+
+
+DROPPED = """\
+version: 1
+name: shop-dropped
+seed: 5
+recovery: 2s
+load:
+  model: open
+  behaviour: {reclick: 0, request_timeout: 2s}
+  shape: {kind: constant, for: 5s, rate: 10}
+hypothesis:
+  - {metric: lost_orders, max: 0}
+  - {metric: phantom_orders, max: 0}
+"""
+
+
+@pytest.mark.parametrize("ledger", ["http", "sql"])
+def test_a_dropped_record_is_a_lost_order_named_by_id(team_shop: TeamShop, ledger: str) -> None:
+    team_shop.stack.admin(drop_next=2)  # the next two checkouts answer 201, confirm, vanish
+    code, output, run_dir = team_shop.run(
+        DROPPED, team_shop.target(f"drop-target-{ledger}", ledger=(ledger,)), f"dropped-{ledger}"
+    )
+    assert run_dir is not None, output
+    data = summary_of(run_dir)
+    assert code == 1, output
+    lost = data["audit"]["invariants"]["lost_orders"]
+    missing = told(run_dir, "ok") - set(team_shop.stack.ledger(data["run_id"]))
+    assert lost["count"] == 2 and set(lost["order_ids"]) == missing, (lost, missing)
+    assert data["audit"]["invariants"]["phantom_orders"]["count"] == 0
+    check = next(c for c in data["checks"] if c["metric"] == "lost_orders")
+    assert check["ok"] is False and check["value"] == 2
+
+
+GUARDED = """\
+version: 1
+name: shop-guarded
+seed: 3
+load:
+  model: open
+  behaviour: {reclick: 0, request_timeout: 2s}
+  shape: {kind: constant, for: 30s, rate: 10}
+faults:
+  - {name: inventory-down, kind: down, dependency: inventory, at: 3s, for: 20s}
+guardrails:
+  - {metric: shop_failed_per_s, max: 2, for: 1s}
+"""
+
+
+def test_a_guardrail_on_the_shops_promql_failures_aborts_and_rolls_back(
+    team_shop: TeamShop,
+) -> None:
+    code, output, run_dir = team_shop.run(
+        GUARDED, team_shop.target("guard-target", ledger=()), "guarded"
+    )
+    assert run_dir is not None, output
+    data = summary_of(run_dir)
+    assert code == 3, output
+    assert data["status"] == "aborted"
+    assert data["abort"]["metric"] == "shop_failed_per_s" and data["abort"]["value"] > 2
+    assert data["abort"]["t"] < 15  # well before the outage's planned end
+    assert data["faults"][0]["status"] == "removed"
+    from chaoskit.faults.toxiproxy import ToxiproxyClient
+
+    with ToxiproxyClient(team_shop.stack.toxiproxy_url) as client:
+        proxy = client.proxy(team_shop.stack.inventory_proxy)
+        assert proxy.enabled and not client.toxics(team_shop.stack.inventory_proxy)

@@ -1,0 +1,234 @@
+"""The team's Prometheus and ledger, for real: Debian's prometheus scraping a prometheus-client
+app, and Debian's PostgreSQL holding a ledger, both started by the fixtures in tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from chaoskit.errors import InputError, TargetUnreachable
+from chaoskit.exit_codes import exit_code_for_error
+from chaoskit.observe.aggregate import MetricsAggregator
+from chaoskit.observe.prometheus import (
+    PrometheusSampler,
+    PrometheusSource,
+    PromQuery,
+    check_queries,
+)
+from chaoskit.observe.team_ledger import TeamLedgerReader, read_sql
+from chaoskit.stack.target import HttpLedger, SqlLedger, TeamLedger
+
+pytestmark = pytest.mark.integration
+
+Prometheus = Callable[..., Any]  # the prometheus fixture's factory (tests/conftest.py)
+
+
+@pytest.fixture
+def team_app() -> Iterator[tuple[str, Gauge]]:
+    """A prometheus-client app exposing shop_queue_depth{store=...} on a free port."""
+    registry = CollectorRegistry()
+    gauge = Gauge("shop_queue_depth", "orders waiting", ["store"], registry=registry)
+    gauge.labels("a").set(3)
+    gauge.labels("b").set(5)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        yield f"127.0.0.1:{server.server_port}", gauge
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(2)
+
+
+def source(url: str, **queries: str) -> PrometheusSource:
+    return PrometheusSource(
+        url=url,
+        interval_s=0.5,
+        queries=tuple(PromQuery(name=n, query=q) for n, q in queries.items()),
+    )
+
+
+def test_queries_are_checked_once_against_a_real_prometheus(
+    prometheus: Prometheus, team_app: tuple[str, Gauge]
+) -> None:
+    address, _ = team_app
+    server = prometheus([address])
+    server.wait_for_scrape()
+    values = check_queries(
+        source(server.url, queue="sum(shop_queue_depth)", none="shop_queue_depth{store='zz'}")
+    )
+    assert values == {"queue": 8.0, "none": None}  # no data is None, not 0
+    with pytest.raises(InputError, match="parse error") as refused:
+        check_queries(source(server.url, bad="sum(shop_queue_depth"))
+    assert exit_code_for_error(refused.value) == 2
+    with pytest.raises(InputError, match="2 series"):
+        check_queries(source(server.url, many="shop_queue_depth"))
+
+
+def test_an_unreachable_prometheus_is_an_environment_problem() -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    with pytest.raises(TargetUnreachable, match="cannot be reached") as caught:
+        check_queries(source(url, queue="up"))
+    assert exit_code_for_error(caught.value) == 4
+
+
+def test_the_sampler_feeds_the_time_series(
+    prometheus: Prometheus, team_app: tuple[str, Gauge]
+) -> None:
+    address, gauge = team_app
+    server = prometheus([address])
+    server.wait_for_scrape()
+    aggregator = MetricsAggregator()
+    src = source(server.url, queue="max(shop_queue_depth)")
+    aggregator.declare_external(src.aggregations(), interval_s=src.interval_s)
+    clock = iter(float(i) for i in range(1, 1000))
+    sampler = PrometheusSampler(src, on_values=aggregator.add_external, clock=lambda: next(clock))
+    import httpx
+
+    with httpx.Client(trust_env=False, timeout=2.0) as client:
+        for _ in range(3):
+            sampler.sample_once(client)
+        gauge.labels("b").set(40)
+        deadline = 30
+        while deadline and sampler.sample_once(client)["queue"] != 40.0:
+            deadline -= 1
+            threading.Event().wait(0.3)
+    assert aggregator.window("queue", 0.0, 3.0) == 5.0
+    assert aggregator.overall()["queue"] is not None
+    assert aggregator.window("queue", 0.0, 1000.0) > 5.0  # mean with the 40s in it
+
+
+class _Export(BaseHTTPRequestHandler):
+    document: Any = None
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        type(self).seen.append(self.path + " " + str(self.headers.get("Authorization")))
+        body = json.dumps(type(self).document).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def http_export() -> Iterator[tuple[str, type[_Export]]]:
+    handler = type("Export", (_Export,), {"document": None, "seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def write_outcomes(folder: Path, told: dict[str, str]) -> Path:
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"intent": k, "order_id": k, "told": v}) for k, v in told.items()]
+    (folder / "w0.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_the_audit_through_an_http_export(
+    http_export: tuple[str, type[_Export]], tmp_path: Path
+) -> None:
+    url, handler = http_export
+    handler.document = {"data": {"orders": [{"id": "o1"}, {"id": "o2"}, {"id": "o4"}]}}
+    outcomes = write_outcomes(tmp_path / "out", {"o1": "ok", "o2": "ok", "o3": "failed"})
+    ledger = TeamLedger(
+        http=HttpLedger(
+            url=url + "/export?ref={{run_id}}",
+            order_ids="$.data.orders[*].id",
+            headers={"Authorization": "Bearer ${LEDGER_TOKEN}"},
+        )
+    )
+    reader = TeamLedgerReader(ledger=ledger, environ={"LEDGER_TOKEN": "s3cret"})
+    result = reader.audit("run-42", outcomes)
+    assert handler.seen == ["/export?ref=run-42 Bearer s3cret"]
+    assert result.status == "passed", result
+    assert result.invariants["lost_orders"].count == 0
+    assert result.invariants["phantom_orders"].count == 0
+    handler.document = {"data": {"orders": [{"id": "o1"}, {"id": "o3"}]}}
+    result = reader.audit("run-42", outcomes)
+    assert result.invariants["lost_orders"].order_ids == ("o2",)
+    assert result.invariants["phantom_orders"].order_ids == ("o3",)
+
+
+@pytest.fixture
+def ledger_db(postgres: Any) -> Iterator[str]:
+    """A fresh team_orders table in the real PostgreSQL; yields its DSN (with its password)."""
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS team_orders")
+        conn.execute("CREATE TABLE team_orders (id text PRIMARY KEY, run_ref text NOT NULL)")
+    yield postgres.dsn
+
+
+def test_the_audit_through_sql_in_a_read_only_transaction(ledger_db: str, tmp_path: Path) -> None:
+    with psycopg.connect(ledger_db, autocommit=True) as conn:
+        for order_id, ref in (("o1", "r1"), ("o2", "r1"), ("x9", "other-run")):
+            conn.execute("INSERT INTO team_orders VALUES (%s, %s)", (order_id, ref))
+    outcomes = write_outcomes(tmp_path / "out", {"o1": "ok", "o2": "ok", "o3": "failed"})
+    ledger = TeamLedger(
+        sql=SqlLedger(
+            dsn="${LEDGER_DSN}", query="SELECT id FROM team_orders WHERE run_ref = %(run_id)s"
+        )
+    )
+    reader = TeamLedgerReader(ledger=ledger, environ={"LEDGER_DSN": ledger_db})
+    result = reader.audit("r1", outcomes)
+    assert result.status == "passed", result
+    assert (result.invariants["lost_orders"].count, result.invariants["phantom_orders"].count) == (
+        0,
+        0,
+    )
+    with psycopg.connect(ledger_db, autocommit=True) as conn:
+        conn.execute("DELETE FROM team_orders WHERE id = 'o2'")  # the record is lost
+    result = reader.audit("r1", outcomes)
+    assert result.status == "failed"
+    assert result.invariants["lost_orders"].order_ids == ("o2",)
+
+
+def test_a_query_that_writes_is_refused_and_writes_nothing(ledger_db: str) -> None:
+    writer = SqlLedger(
+        dsn="${LEDGER_DSN}", query="INSERT INTO team_orders VALUES ('evil', 'r') RETURNING id"
+    )
+    with pytest.raises(InputError, match="tried to write"):
+        read_sql(writer, run_id="r", environ={"LEDGER_DSN": ledger_db})
+    with psycopg.connect(ledger_db) as conn:
+        assert conn.execute("SELECT count(*) FROM team_orders").fetchone() == (0,)
+
+
+def test_ledger_errors_never_show_the_dsn(postgres: Any) -> None:
+    wrong = postgres.dsn.replace(postgres.password, "not-the-password-" + postgres.password)
+    with pytest.raises(TargetUnreachable) as caught:
+        read_sql(
+            SqlLedger(dsn="${LEDGER_DSN}", query="SELECT 1"),
+            run_id="r",
+            environ={"LEDGER_DSN": wrong},
+        )
+    assert postgres.password not in str(caught.value)
+    assert "127.0.0.1" in str(caught.value)
+    with pytest.raises(InputError, match="query failed") as bad:
+        read_sql(
+            SqlLedger(dsn="${LEDGER_DSN}", query="SELEC id"),
+            run_id="r",
+            environ={"LEDGER_DSN": postgres.dsn},
+        )
+    assert postgres.password not in str(bad.value)
