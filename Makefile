@@ -6,7 +6,7 @@ CHAOSKIT := $(BIN)/chaoskit
 PYTEST_ARGS ?=
 DEMO     ?= experiments/festival-surge.yaml
 
-.PHONY: setup setup-docker setup-tools demo test lint unit bench clean
+.PHONY: setup setup-docker setup-tools demo bench-demo test lint unit bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,11 +17,22 @@ setup-docker: setup
 setup-tools:
 	@bash scripts/setup-tools.sh
 
-# A rehearsal that finds a violated hypothesis (exit 1) has done its job: say so, don't fail.
+# A rehearsal that reached a verdict has done its job: held (0), violated (1) and aborted by
+# a guardrail (3) are findings, so `make demo` exits 0; bad input (2) and environment errors
+# (4) are failures and keep their exit code.
 demo: setup
 	@$(CHAOSKIT) run $(DEMO); code=$$?; \
-	if [ $$code -eq 1 ]; then echo "demo: the hypothesis was violated (exit 1): that is what this rehearsal found"; \
-	else exit $$code; fi
+	case $$code in \
+	  0) echo "demo: the hypothesis held (exit 0)";; \
+	  1) echo "demo: the hypothesis was violated (exit 1): that is what this rehearsal found";; \
+	  3) echo "demo: a guardrail aborted the rehearsal (exit 3): that is what it found";; \
+	  *) exit $$code;; \
+	esac
+
+# The demo's story, N times over (default 5): every verdict, and whether they agree.
+DEMO_RUNS ?= 5
+bench-demo: setup
+	$(BIN)/python -m bench.bench_demo --runs $(DEMO_RUNS) $(DEMO)
 
 lint: setup
 	$(BIN)/ruff check chaoskit targets tests bench

@@ -151,7 +151,7 @@ def rehearse(
         ),
     ) as lock:
         # The run folder first: a bad reports_dir must not cost a stack start.
-        run_dir = make_run_dir(Path(reports_dir or loaded.report.dir), loaded.name)
+        run_dir = make_run_dir(Path(reports_dir or loaded.report.dir), loaded.name, run_id=run_id)
         started_here = _ensure_up(backend, stack_progress)
         try:
             all_handlers = list(handlers or [])

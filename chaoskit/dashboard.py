@@ -133,7 +133,7 @@ class _State:
     breach: str = ""
     ended: str = ""
     message: str = ""
-    audit: dict[str, Any] | None = None  # the audit event's data, once the ledgers are read
+    audit: dict[str, Any] | None = None  # the audit's fields, once the ledgers are read
 
 
 def _bound(spec: Mapping[str, Any]) -> str:

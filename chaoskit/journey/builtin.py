@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from chaoskit.journey.models import JourneyConfig
+from chaoskit.observe.metrics import FAILURE_STEPS as STUB_FAILURE_STEPS
 
 __all__ = ["agent_buyer", "resolve_journey"]
 
@@ -43,6 +44,8 @@ def agent_buyer(
                 }
             ],
             "order_id": "{{order_key}}",
+            # The stub chain's steps, as its failure bodies name them.
+            "step_names": list(STUB_FAILURE_STEPS),
         }
     )
 

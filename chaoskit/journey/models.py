@@ -265,8 +265,8 @@ class JourneyConfig(_Model):
     vars: dict[str, VarSpec] = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
     order_id: str = "{{order_key}}"  # names the order in the team's ledger (for the audit)
-    # A Python journey's step names (what it passes to Outcome.failed): each becomes a
-    # failures.<step> metric; a step not listed counts under "journey".
+    # A Python journey's step names (what it passes to Outcome.failed), or the names a
+    # step's failure_step may read from a body: each becomes a failures.<step> metric.
     step_names: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
@@ -339,7 +339,7 @@ class JourneyConfig(_Model):
             return (*self.step_names, "journey", "timeout")
         names = [step.name for step in self.steps]
         names += [step.timeout_step for step in self.steps if step.timeout_step]
-        return tuple(dict.fromkeys(names))
+        return tuple(dict.fromkeys([*names, *self.step_names]))
 
     def resolved(self, base_dir: Path) -> JourneyConfig:
         """This journey with a Python journey's file made absolute against ``base_dir``."""

@@ -71,7 +71,11 @@ def check_load_limits(
     processes = max(1, expect_workers or workers)
     per_process = MAX_RATE_PER_PROCESS if model == "open" else MAX_USERS_PER_PROCESS
     if peak > per_process * processes:
-        how = "--workers N (or --expect-workers N)" if processes == 1 else "more workers"
+        local = max_local_workers()
+        if peak <= per_process * local:
+            how = f"--workers {math.ceil(peak / per_process)} (this machine holds {local})"
+        else:
+            how = f"--expect-workers {math.ceil(peak / per_process)} on other machines"
         raise InputError(
             f"load: peak {peak:,.0f} {unit} is more than {processes} load process"
             f"{'es' if processes > 1 else ''} can schedule (at most {per_process:,.0f} {unit} "

@@ -25,10 +25,14 @@ __all__ = ["FaultSpan", "OutcomeTally", "RunFolder", "TimeSeries", "make_run_dir
 _SLUG = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-def make_run_dir(base: Path, name: str) -> Path:
-    """Create and return a new, unique ``base/<YYYYmmdd-HHMMSS>-<name>/``."""
+def make_run_dir(base: Path, name: str, *, run_id: str | None = None) -> Path:
+    """Create and return a new, unique ``base/<YYYYmmdd-HHMMSS>-<name>/``.
+
+    With ``run_id`` the folder is ``base/<run_id>-<name>/``: one source for both, so the
+    folder a user opens and the id every report and toxic carries never disagree.
+    """
     slug = _SLUG.sub("-", name).strip("-.") or "run"
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = run_id or datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(base)
     try:
         base.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,8 @@ __all__ = ["judge_after_run"]
 def judge_after_run(thresholds: Sequence[Check], audit: AuditResult | None) -> list[CheckResult]:
     """Hypothesis checks on audit metrics, then one audit check per computed invariant.
 
-    An invariant or KPI the audit could not compute is reported not judged, with the reason:
-    never as held.
+    A hypothesis on an invariant or KPI the audit could not compute is not judged (with the
+    reason): never held. An invariant not computed gets no audit check (the audit notes why).
     """
     results: list[CheckResult] = []
     skipped = audit is None or audit.status == "skipped"
@@ -60,16 +60,12 @@ def judge_after_run(thresholds: Sequence[Check], audit: AuditResult | None) -> l
     if audit is not None and not skipped:
         for name, invariant in audit.invariants.items():
             if invariant.skipped is not None:
-                results.append(
-                    CheckResult(
-                        "audit", "overall", name, None, 0.0, None, None, note=invariant.skipped
-                    )
-                )
-            else:
-                count = float(invariant.count)
-                results.append(
-                    CheckResult("audit", "overall", name, None, 0.0, count, invariant.count == 0)
-                )
+                # Not a check the run could judge, nor one it passed: the audit shows the note.
+                continue
+            count = float(invariant.count)
+            results.append(
+                CheckResult("audit", "overall", name, None, 0.0, count, invariant.count == 0)
+            )
     return results
 
 

@@ -223,6 +223,6 @@ def end_run_for_down(
         if held_by(target, state_dir) is None:
             return
         time.sleep(0.2)
-    if holder.alive():
+    if holder.alive() and holder.pid != os.getpid():
         with contextlib.suppress(OSError):
             os.kill(holder.pid, signal.SIGTERM)

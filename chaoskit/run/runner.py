@@ -295,10 +295,9 @@ class Runner:
             # Faults first: they are what can hurt a shared environment.
             rollback_errors = timeline.stop(reason=status if status != "completed" else "run ended")
             self._errors.extend(rollback_errors)
-            self._restore_stack(admin, record, restored_settings)
             if self._env is not None:
                 self._env.stop()
-            if rollback_errors or self._restore_failed:
+            if rollback_errors:
                 # What the run left applied is unknown: never a verdict on that.
                 status = "error"
             if load is not None:
@@ -320,39 +319,22 @@ class Runner:
                             f"queries gave no answer; last: {prom_sampler.last_error}",
                         )
                     )
+        try:
+            status, audit = self._drain_and_audit(status, timeline)
+        except KeyboardInterrupt:  # rolled back below and recorded; the caller re-raises it
+            status = "interrupted"
+            self.keyboard_interrupt = True
+        finally:
+            # The experiment's stack settings stay until the drain is over, so in-flight
+            # orders finish under the design the run rehearsed (restoring first turned the
+            # drain's failures into lost entitlements of a design the run never had).
+            self._restore_stack(admin, record, restored_settings)
+            if self._restore_failed:
+                status = "error"
             if not rollback_errors and not self._restore_failed:
                 record.close()
             if watchdog is not None:
                 watchdog.stop()
-        if status != "error" and self.settings.ledger is not None:
-            # Hook: the team's own ledger is the audit's source of truth.
-            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
-            try:
-                if "gateway" in self.endpoints.services:
-                    drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                else:
-                    time.sleep(min(_END_GRACE_S, self.settings.drain_timeout_s))
-                audit = self.settings.ledger.audit(self.run_id, self.run_dir / "outcomes")
-            except ChaoskitError as exc:
-                # The team's ledger could not be read: nothing was judged, an error.
-                status = "error"
-                self._errors.append(f"audit: {exc}")
-        elif status != "error" and self.endpoints.services:
-            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
-            try:
-                drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
-                audit = run_audit(
-                    self.endpoints.services,
-                    self.run_dir / "outcomes",
-                    credit_slo_s=self.experiment.audit.credit_slo,
-                    phases=self._wall_phases(timeline),
-                )
-            except ChaoskitError as exc:
-                # An audit that could not read the ledger judged nothing: an error, not a pass.
-                status = "error"
-                self._errors.append(f"audit: {exc}")
-        elif not self.endpoints.services:
-            audit = run_audit({}, self.run_dir / "outcomes")
         if audit is not None:
             self._emit(AuditDone(t=self.clock(), audit=audit.to_json()))
         admin.close()
@@ -786,6 +768,42 @@ class Runner:
             audit=audit,
             tripped=self._abort,
         )
+
+    def _drain_and_audit(
+        self, status: Status, timeline: FaultTimeline
+    ) -> tuple[Status, AuditResult | None]:
+        """Wait for in-flight work, then reconcile the ledger (an unreadable one: error)."""
+        audit: AuditResult | None = None
+        if status != "error" and self.settings.ledger is not None:
+            # Hook: the team's own ledger is the audit's source of truth.
+            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
+            try:
+                if "gateway" in self.endpoints.services:
+                    drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
+                else:
+                    time.sleep(min(_END_GRACE_S, self.settings.drain_timeout_s))
+                audit = self.settings.ledger.audit(self.run_id, self.run_dir / "outcomes")
+            except ChaoskitError as exc:
+                # The team's ledger could not be read: nothing was judged, an error.
+                status = "error"
+                self._errors.append(f"audit: {exc}")
+        elif status != "error" and self.endpoints.services:
+            self._emit(PhaseChanged(t=self.clock(), phase="drain"))
+            try:
+                drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
+                audit = run_audit(
+                    self.endpoints.services,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    phases=self._wall_phases(timeline),
+                )
+            except ChaoskitError as exc:
+                # An audit that could not read the ledger judged nothing: an error, not a pass.
+                status = "error"
+                self._errors.append(f"audit: {exc}")
+        elif not self.endpoints.services:
+            audit = run_audit({}, self.run_dir / "outcomes")
+        return status, audit
 
     def _phase_metrics(
         self, timeline: FaultTimeline, audit: AuditResult | None

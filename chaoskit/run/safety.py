@@ -33,6 +33,12 @@ from chaoskit.stack.target import AttachTarget, Target, env_refs
 __all__ = ["PlannedFault", "SafetyReview", "preflight"]
 
 _LEDGER_SERVICES = ("orders", "coupon", "inventory")  # what the audit reconciles
+# Computed only where the target names an entitlement (eligibility) ledger.
+_ENTITLEMENT_METRICS = (
+    "lost_entitlements",
+    "free_orders_honoured_rate",
+    "free_orders_honoured_in_slo_rate",
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -324,6 +330,9 @@ def _skipped(
         )
     elif missing:
         skipped.append(f"audit (lost/phantom orders, credits): no /ledger for {', '.join(missing)}")
+    no_grants = target.audit is None and not missing and "eligibility" not in services
+    if no_grants:
+        skipped.append("audit (lost entitlements, free orders honoured): no eligibility /ledger")
     if not services:
         skipped.append("server-side metrics (coupon delay, store, riders): no /stats endpoints")
     server_checks = sorted(
@@ -335,6 +344,7 @@ def _skipped(
                 (METRICS[check.metric].source == "server" and not services)
                 or (METRICS[check.metric].source == "audit" and missing)
                 or check.metric in unaudited
+                or (no_grants and check.metric in _ENTITLEMENT_METRICS)
             )
         }
     )

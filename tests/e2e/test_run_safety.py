@@ -173,6 +173,7 @@ def test_a_second_run_on_a_busy_stack_is_refused_naming_the_first(
         assert not (tmp_path / "r2").exists()  # refused before anything was made
         run_id = summary(only_run_dir(tmp_path / "r1"))["run_id"]
         assert run_id in lines[0]
+        assert only_run_dir(tmp_path / "r1").name.startswith(f"{run_id}-")  # one source
         assert clean_stack.admin("rider")["riders"] == 7  # the first run's fault is untouched
     finally:
         first.send_signal(signal.SIGINT)
@@ -329,9 +330,11 @@ def test_workers_over_the_machine_limit_are_refused_before_anything_starts(
 ) -> None:
     home = tmp_path / "home"
     experiment = tmp_path / "w.yaml"
-    # A target nobody runs: any start would show as a stack under home.
+    target = tmp_path / "t.yaml"
+    # A target nobody runs, on this test file's own ports: any start would show under home.
+    target.write_text(f"version: 1\nkind: local\nname: w\nbase_port: {OWN_BASE_PORT + 100}\n")
     experiment.write_text(
-        "version: 1\nname: w\ntarget: local\nseed: 1\n"
+        f"version: 1\nname: w\ntarget: {target}\nseed: 1\n"
         "load: {model: open, shape: {kind: constant, for: 5s, rate: 5}}\n"
     )
     env = {**os.environ, "CHAOSKIT_HOME": str(home), "NO_COLOR": "1"}
@@ -350,6 +353,8 @@ def test_workers_over_the_machine_limit_are_refused_before_anything_starts(
 
 
 def test_load_workers_die_with_a_sigkilled_driver(clean_stack: RunStack, tmp_path: Path) -> None:
+    # The OOM killer's way: the driver and the engine (master) SIGKILLed at once. Workers
+    # must not wait for a master heartbeat that never comes: they go with their parent.
     proc = clean_stack.start(
         clean_stack.experiment(tmp_path, "orphans", LONG), tmp_path / "reports", "--workers", "2"
     )
@@ -361,13 +366,17 @@ def test_load_workers_die_with_a_sigkilled_driver(clean_stack: RunStack, tmp_pat
         ]
         assert len(load) >= 3, load  # the engine (master) and its two workers
         starts = {pid: process_start_time(pid) for pid in load}
+        engine_pids = [p for p in load if _is_master(p)]
+        assert len(engine_pids) == 1, engine_pids
         proc.kill()
+        for pid in engine_pids:
+            os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 3
     alive = list(load)
     while alive and time.monotonic() < deadline:
         alive = [pid for pid in alive if process_start_time(pid) == starts[pid]]
@@ -375,6 +384,15 @@ def test_load_workers_die_with_a_sigkilled_driver(clean_stack: RunStack, tmp_pat
     assert alive == [], f"load processes outlived their driver: {alive}"
     cleaned = clean_stack.run("cleanup", "--target", str(clean_stack.target_file))
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+
+
+def _is_master(pid: int) -> bool:
+    """The engine itself (``python -m chaoskit.load SPEC.json``), not one of its workers."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"chaoskit.load" in args and b"--worker" not in args
 
 
 def test_cleanup_on_a_fresh_stack_reports_nothing_it_did_not_do(
@@ -416,3 +434,42 @@ def test_cleanup_on_a_fresh_stack_reports_nothing_it_did_not_do(
         assert claim not in result.stdout, result.stdout
     fresh = own_stack.run("cleanup", "--target", str(own_stack.target_file))
     assert fresh.returncode == 0 and "nothing to clean up" in fresh.stdout, fresh.stdout
+
+
+PHASED = """
+load:
+  model: open
+  shape: {kind: constant, for: 9s, rate: 15}
+faults:
+  - {name: slow-lbs, kind: latency, dependency: lbs, latency: 40ms, at: 3s, for: 3s}
+hypothesis:
+  - {metric: fulfilment_rate, min: 0.5, phase: baseline}
+  - {metric: fulfilment_rate, min: 0.5, phase: during}
+  - {metric: fulfilment_rate, min: 0.5, phase: recovery}
+report: {formats: [json]}
+"""
+
+
+def test_every_number_shown_is_the_one_the_verdict_judged(
+    clean_stack: RunStack, tmp_path: Path
+) -> None:
+    result = clean_stack.play(clean_stack.experiment(tmp_path, "numbers", PHASED), tmp_path / "r")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = only_run_dir(tmp_path / "r")
+    data = summary(run_dir)
+    assert run_dir.name.startswith(f"{data['run_id']}-")  # one source for id and folder
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    ended = next(i for i, e in enumerate(events) if e["type"] == "run_ended")
+    # The last frame a dashboard draws: every check's final (not live) event, before the end.
+    final = {
+        (e["kind"], e["phase"], e["metric"]): e["value"]
+        for e in events[:ended]
+        if e["type"] == "check" and not e.get("live")
+    }
+    for check in data["checks"]:
+        key = (check["kind"], check["phase"], check["metric"])
+        assert key in final, f"{key} never left 'pending' before the run ended"
+        assert final[key] == pytest.approx(check["value"]), key
+        if check["kind"] == "hypothesis" and check["phase"] in data["phases"]:
+            figure = data["phases"][check["phase"]][check["metric"]]
+            assert figure == pytest.approx(check["value"]), (check["phase"], figure)

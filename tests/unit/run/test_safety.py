@@ -256,3 +256,15 @@ def test_static_refusals_come_before_asking_the_server() -> None:
             proxies_of=proxies_of,
         )
     assert asked == []
+
+
+def test_without_an_eligibility_ledger_the_entitlement_audit_is_skipped_with_a_note() -> None:
+    experiment = EXPERIMENT.replace(
+        "  - {metric: lost_orders, max: 0}\n",
+        "  - {metric: lost_orders, max: 0}\n  - {metric: lost_entitlements, max: 0}\n",
+    )
+    text = rendered(review(experiment=experiment))
+    assert (
+        "skipped: audit (lost entitlements, free orders honoured): no eligibility /ledger" in text
+    )
+    assert "skipped: checks on lost_entitlements: no data from this target" in text
