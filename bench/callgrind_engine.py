@@ -147,6 +147,7 @@ def _child_chaoskit(
     result = _measure_window(lambda: counted["requests"], window_s, warmup_s)
     generator.stop()
     generator.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
     return result
 
 
