@@ -15,16 +15,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from chaoskit.errors import InputError, TargetUnreachable
 from chaoskit.experiment.durations import PositiveDuration
 from chaoskit.observe.metrics import METRICS
+
+if TYPE_CHECKING:  # httpx is imported where a query is sent: the settings models stay light
+    import httpx
 
 
 class _Model(BaseModel):
@@ -212,6 +214,8 @@ def _number(pair: Any) -> float | None:
 
 def check_queries(source: PrometheusSource, *, timeout_s: float = 5.0) -> dict[str, float | None]:
     """Run every query once, before any load: the values now, or a clear error."""
+    import httpx
+
     values: dict[str, float | None] = {}
     with httpx.Client(timeout=httpx.Timeout(timeout_s), trust_env=False) as client:
         for query in source.queries:
@@ -271,6 +275,8 @@ class PrometheusSampler:
 
     def sample_once(self, client: httpx.Client) -> dict[str, float | None]:
         """One round: every query once, then ``on_values``."""
+        import httpx
+
         t = self._clock()
         values: dict[str, float | None] = {}
         for query in self.source.queries:
@@ -288,6 +294,8 @@ class PrometheusSampler:
         return values
 
     def _run(self) -> None:
+        import httpx
+
         with httpx.Client(timeout=httpx.Timeout(self._timeout_s), trust_env=False) as client:
             next_at = time.monotonic()
             while not self._stop.is_set():

@@ -73,8 +73,17 @@ def team_observation(
     env = dict(os.environ) if environ is None else dict(environ)
     source = _source(experiment, target)
     defined = set(source.names) if source is not None else set()
+    # failures.<step> of the run's journey (the experiment's, else the target's) is a metric.
+    journey = experiment.load.journey or getattr(target, "journey", None)
+    if journey is not None:
+        defined |= {f"failures.{step}" for step in journey.failure_steps()}
     for metric, where in _used_metrics(experiment).items():
         if metric not in METRICS and metric not in defined:
+            if metric.startswith("failures."):
+                raise InputError(
+                    f"{where} uses metric {metric!r}, but the run's journey has no step "
+                    f"{metric.removeprefix('failures.')!r}"
+                )
             raise InputError(
                 f"{where} uses metric {metric!r}, which no metrics.prometheus query of the "
                 f"experiment or of target {target.name!r} defines"

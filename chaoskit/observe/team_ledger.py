@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from chaoskit.errors import InputError, TargetUnreachable
+from chaoskit.journey.paths import parse_json_path, select
 from chaoskit.observe.audit import AuditResult, _read_outcomes
 from chaoskit.observe.ledger import CreditRecord, InvariantResult, OrderRecord, reconcile
 from chaoskit.observe.metrics import AUDIT_METRICS
@@ -30,30 +30,11 @@ __all__ = [
     "LedgerRecords",
     "TeamLedgerReader",
     "ledger_hosts",
-    "parse_json_path",
     "read_source",
     "reconcile_team_ledger",
 ]
 
 _TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
-
-
-def parse_json_path(path: str) -> Any:
-    """The compiled JSONPath (RFC 9535, python-jsonpath); ValueError says what is wrong."""
-    import jsonpath
-
-    text = path.strip()
-    if not text.startswith("$"):
-        raise ValueError(f"a JSONPath starts with $, got {path!r}")
-    try:
-        return jsonpath.compile(text)
-    except jsonpath.JSONPathError as exc:
-        raise ValueError(f"cannot read the JSONPath {path!r}: {exc}") from None
-
-
-def select(document: Any, compiled: Any) -> list[Any]:
-    """Every value the compiled path reaches in ``document``."""
-    return list(compiled.findall(document))
 
 
 @dataclass(frozen=True, slots=True)

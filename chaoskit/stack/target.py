@@ -301,7 +301,7 @@ class HttpLedger(_Strict):
     @field_validator("order_ids")
     @classmethod
     def _path(cls, value: str) -> str:
-        from chaoskit.observe.team_ledger import parse_json_path
+        from chaoskit.journey.paths import parse_json_path
 
         parse_json_path(value)  # raises ValueError with what is wrong
         return value

@@ -127,14 +127,18 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
         yield Shop(stack, work)
 
 
-def told_ok(run_dir: Path) -> set[str]:
-    ids = set()
+def outcomes(run_dir: Path) -> dict[str, tuple[str, str | None]]:
+    """order id -> (told, step) of the last attempt that named it."""
+    found = {}
     for file in (run_dir / "outcomes").glob("*.jsonl"):
         for line in file.read_text().splitlines():
             record = json.loads(line)
-            if record["told"] == "ok":
-                ids.add(record["order_id"])
-    return ids
+            found[record["order_id"]] = (record["told"], record["step"])
+    return found
+
+
+def told_ok(run_dir: Path) -> set[str]:
+    return {order_id for order_id, (told, _) in outcomes(run_dir).items() if told == "ok"}
 
 
 def rows(run_dir: Path) -> list[dict[str, Any]]:
@@ -187,10 +191,17 @@ def test_surge_with_latency_and_outage_on_a_step_journey(shop: Shop) -> None:
     latency = [float(r["fulfilment_rate"]) for r in series if 9 <= float(r["t"]) <= 11]
     assert mean(outage) < 0.3, outage  # a visible drop during the outage
     assert mean(latency) >= 0.95, latency  # 150 ms on the inventory is slower, not failing
-    # Every order the buyers were told is confirmed is in the shop's ledger under its own id.
+    # Every order the buyers were told is confirmed is in the shop's ledger under its own id
+    # (no lost order). Beyond those, the ledger may hold an order whose buyer stopped waiting
+    # (told failed at confirm: the poll's 3 s on a busy machine) or whose intent the end of
+    # the load cut between checkout and confirmation (no outcome line): a handful at most.
     ledger = set(shop.stack.ledger(summary["run_id"]))
+    told = outcomes(run_dir)
     ok = told_ok(run_dir)
-    assert ok and ok == ledger, (len(ok), len(ledger))
+    assert ok and ok <= ledger, (len(ok), len(ledger))
+    late = ledger - ok
+    assert all(told.get(order_id, ("cut", "confirm"))[1] == "confirm" for order_id in late), late
+    assert len(late) <= 2 + 0.02 * len(ledger), late
     assert all(order_id.startswith("chk_") for order_id in ok)
 
 

@@ -155,6 +155,40 @@ def test_jsonpath_fast_walk_and_library_paths_agree() -> None:
         compile_path("$.checkout[")
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "$",
+        "$.checkout.id",
+        "$.checkout.items[0].sku",
+        "$.checkout.items[-1]",
+        "$['checkout']",
+        '$["checkout"]["items"][1]["sku"]',
+        "$.missing.deeper",
+        "$.checkout.items[9]",
+    ],
+)
+def test_the_fast_walk_agrees_with_python_jsonpath(path: str) -> None:
+    import jsonpath
+
+    body = {"checkout": {"id": "c1", "items": [{"sku": "a"}, {"sku": "b"}]}}
+    found = jsonpath.compile(path).match(body)
+    expected = MISSING if found is None else found.obj
+    assert compile_path(path).first(body) == expected
+
+
+def test_the_engine_does_not_import_the_jsonpath_library_for_simple_paths() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from chaoskit.journey import agent_buyer, compile_journey; "
+        "compile_journey(agent_buyer(), seed=1); print('jsonpath' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
+
+
 def test_seeded_vars_are_the_same_for_the_same_seed_and_intent() -> None:
     config = JourneyConfig.model_validate(SHOP_JOURNEY)
     one = compile_journey(config, seed=5).seeded_vars("o1")
@@ -237,3 +271,25 @@ def test_the_builtin_by_name_is_the_agent_buyer_on_the_targets_orders_path() -> 
     assert resolve_journey(None, orders_path="/v1/orders", intent_format="fields") == journey
     own = JourneyConfig.model_validate(SHOP_JOURNEY)
     assert resolve_journey(own) is own
+
+
+def test_failures_of_the_journeys_steps_are_metrics_a_run_can_judge(tmp_path: Path) -> None:
+    from chaoskit.errors import InputError
+    from chaoskit.observe.team import team_observation
+
+    target = parse_target(TARGET.replace("{{skew}}", "{{item}}"), path=tmp_path / "shop.yaml")
+    text = textwrap.dedent(
+        """\
+        version: 1
+        name: shop
+        load:
+          shape: {kind: constant, for: 5s, rate: 5}
+        hypothesis:
+          - {metric: failures.checkout, max: 3}
+        """
+    )
+    experiment = parse_experiment(text, path=tmp_path / "exp.yaml")
+    team_observation(experiment, target, allowed_hosts=("127.0.0.1",))  # the target's step
+    wrong = parse_experiment(text.replace("checkout", "chekout"), path=tmp_path / "exp.yaml")
+    with pytest.raises(InputError, match="the run's journey has no step 'chekout'"):
+        team_observation(wrong, target, allowed_hosts=("127.0.0.1",))

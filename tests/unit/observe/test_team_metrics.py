@@ -15,16 +15,12 @@ from chaoskit.errors import ExperimentError, TargetFileError
 from chaoskit.events import FaultApplied, FaultRemoved, FaultRequested, PhaseChanged
 from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.experiment.loader import parse_experiment
+from chaoskit.journey.paths import parse_json_path, select
 from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.exporter import RunMetrics
 from chaoskit.observe.histogram import LatencyHistogram
 from chaoskit.observe.prometheus import merge_sources
-from chaoskit.observe.team_ledger import (
-    LedgerRecords,
-    parse_json_path,
-    reconcile_team_ledger,
-    select,
-)
+from chaoskit.observe.team_ledger import LedgerRecords, reconcile_team_ledger
 from chaoskit.stack.target import parse_target
 
 BASE = """\
