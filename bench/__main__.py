@@ -17,8 +17,14 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("bench_chain", "bench_engine", "bench_actuation", "bench_report", "bench_docker",
-           "bench_dashboard")
+BENCHES = (
+    "bench_chain",
+    "bench_engine",
+    "bench_actuation",
+    "bench_report",
+    "bench_docker",
+    "bench_dashboard",
+)
 
 
 def main() -> int:
@@ -51,13 +57,36 @@ def main() -> int:
     if not args.no_results:
         header = (
             "# Benchmark results\n\n"
-            f"Written by `make bench` on {datetime.date.today()} "
+            f"Last written by `python -m bench {' '.join(args.names) or '(all)'}` on"
+            f" {datetime.date.today()} "
             f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}).\n"
             "Each bench runs chaoskit beside its baseline in the same run; ratios are"
             " chaoskit / baseline.\n\n"
         )
-        (HERE / "RESULTS.md").write_text(header + "\n".join(sections))
+        (HERE / "RESULTS.md").write_text(header + "\n".join(_merge_sections(names, sections)))
     return 1 if failed else 0
+
+
+_KEPT = "## Analyses"  # hand-written sections from here on are kept across runs
+
+
+def _merge_sections(names: list[str], sections: list[str]) -> list[str]:
+    """The sections just run, in place of their old ones; benches not run keep theirs."""
+    path = HERE / "RESULTS.md"
+    old = path.read_text() if path.exists() else ""
+    body, _, kept = old.partition(_KEPT)
+    fresh = dict(zip(names, sections, strict=True))
+    merged: list[str] = []
+    for chunk in body.split("\n## ")[1:]:
+        name = chunk.split(" ", 1)[0]
+        if name in fresh:
+            merged.append(fresh.pop(name))
+        else:
+            merged.append("## " + chunk.rstrip("\n") + "\n")
+    merged += fresh.values()
+    if kept:
+        merged.append(_KEPT + kept)
+    return merged
 
 
 if __name__ == "__main__":

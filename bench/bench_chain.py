@@ -253,14 +253,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per gateway")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections")
     parser.add_argument("--out", type=Path, default=OUT_FILE)
+    parser.add_argument(
+        "--base-port", type=int, default=None, help="the stack's base port (default: a free one)"
+    )
     args = parser.parse_args(argv)
     console = Console()
     # Other work on the machine skews every figure: keep the load it started under.
     load_before = os.getloadavg()
     wrk = _find_wrk(console)
-    base_port = _free_base_port()
+    base_port = args.base_port or _free_base_port()
     tag = f"b{time.strftime('%H%M%S')}"
     cpu_share: dict[str, dict[str, float]] = {}
+    cpu_ms_per_order: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="chaoskit-bench-") as tmp:
         workdir = Path(tmp)
         target = LocalTarget(
@@ -306,6 +310,14 @@ def main(argv: list[str] | None = None) -> int:
                 wall, cpu_after = time.monotonic() - started, _cpu_seconds(pids)
                 cpu_share[label] = {
                     name: round((cpu_after[name] - cpu_before[name]) / wall, 3)
+                    for name in cpu_after
+                    if name in cpu_before
+                }
+                # CPU per order does not depend on what else the machine runs: the ceiling
+                # of a machine with N free cores is N / (CPU seconds per order).
+                orders = max(1.0, results[-1].orders_per_s * wall)
+                cpu_ms_per_order[label] = {
+                    name: round((cpu_after[name] - cpu_before[name]) * 1000.0 / orders, 3)
                     for name in cpu_after
                     if name in cpu_before
                 }
@@ -356,12 +368,22 @@ def main(argv: list[str] | None = None) -> int:
         "toxiproxy_saturation_orders_per_s": via_sat.orders_per_s,
         "half_rate": round(half, 1),
         "cpu_share_at_saturation": cpu_share,
+        "cpu_ms_per_order_at_saturation": cpu_ms_per_order,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     console.print(_table(results, ratios))
     busiest = sorted(cpu_share.get("proxied max", {}).items(), key=lambda kv: -kv[1])[:4]
     console.print("busiest at saturation: " + ", ".join(f"{n} {v:.0%}" for n, v in busiest))
+    for label, per in cpu_ms_per_order.items():
+        total = sum(per.values())
+        cores = os.cpu_count() or 1
+        console.print(
+            f"{label}: CPU ms per order "
+            + ", ".join(f"{n} {v:.2f}" for n, v in sorted(per.items(), key=lambda kv: -kv[1]))
+            + f"; total {total:.2f} (+ wrk) -> ceiling on {cores} free cores"
+            f" ~{cores * 1000.0 / total:.0f} orders/s"
+        )
     console.print(f"written to {args.out} (load average at start: {load_before[0]:.2f})")
     return 0
 

@@ -33,8 +33,12 @@ def _init(self: Any, **kwargs: Any) -> None:
     }
 
 
-def _attempt(self: Any, session: Any, intent: Intent, attempt_no: int, order_id: str) -> Attempt:
-    # The engine's request code as of commit 0d3925f, unchanged.
+def _attempt(
+    self: Any, session: Any, intent: Intent, attempt_no: int, order_id: str, due_t: float
+) -> tuple[Attempt, float]:
+    # The engine's request code as of commit 0d3925f, unchanged; only the engine's
+    # bookkeeping around it (latency from when it was due, the end time) follows the engine.
+    began_t = self.now()
     began = time.perf_counter()
     response = session.request(
         "POST",
@@ -51,12 +55,14 @@ def _attempt(self: Any, session: Any, intent: Intent, attempt_no: int, order_id:
     body = None if status in (0, 200) else response.content
     attempt = classify(status or None, body, timed_out=timed_out)
     self.tally.request(latency_ms, ok=attempt.told == "ok", step=attempt.step)
-    self.outcomes.attempt(intent.intent_id, order_id, attempt, self.now())
-    return attempt
+    ended = self.now()
+    self.tally.attempt_due((ended - min(due_t, began_t)) * 1000.0)
+    self.outcomes.attempt(intent.intent_id, order_id, attempt, ended)
+    return attempt, ended
 
 
 engine.LoadGenerator.__init__ = _init  # type: ignore[method-assign]
-engine.LoadGenerator._attempt = _attempt  # type: ignore[method-assign]
+engine.LoadGenerator._attempt = _attempt  # type: ignore[method-assign, assignment]
 
 if __name__ == "__main__":
     from chaoskit.load.__main__ import main

@@ -30,6 +30,7 @@ __all__ = [
     "FaultRequested",
     "FaultUpdated",
     "GuardrailTripped",
+    "LoadReshared",
     "LogMessage",
     "Phase",
     "PhaseChanged",
@@ -191,10 +192,24 @@ class GuardrailTripped(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerLost(Event):
-    """A distributed load worker stopped answering."""
+    """A distributed load worker stopped answering; its share moves to the workers left."""
 
     type: ClassVar[str] = "worker_lost"
     worker: str
+    share: float | None = None  # fraction of the load it was running
+    workers_left: int | None = None  # workers running load after it
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoadReshared(Event):
+    """The load was split anew over the workers there are, from shape time ``from_t``."""
+
+    type: ClassVar[str] = "load_reshared"
+    from_t: float
+    workers: int
+    epoch: int
+    lost: tuple[str, ...] = ()
+    joined: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,7 +21,7 @@ import gevent
 import gevent.event
 import gevent.pool
 from locust.contrib.fasthttp import FastHttpSession
-from locust.env import Environment
+from locust.event import EventHook
 
 from chaoskit.load.engine_shapes import Curve
 from chaoskit.load.intents import (
@@ -34,10 +35,26 @@ from chaoskit.load.journey_run import JourneyDriver
 from chaoskit.load.spec import LoadSpec
 from chaoskit.load.tally import Tally
 
-__all__ = ["LoadGenerator", "OutcomeLog"]
+__all__ = ["LoadGenerator", "OutcomeLog", "Share"]
 
 _STEP_S = 0.01  # integration step of the arrival clock; rate changes are seen this fast
 _CONTROL_S = 0.1  # how often the closed model re-reads the user target
+_LOOKAHEAD_S = 0.2  # how far the arrival walk may run ahead of the clock (< a reshare's lead)
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """From shape time ``from_t`` on, this process runs arrival/user ``m`` with
+    ``m % count == index`` (``count`` 0: none). ``epoch`` numbers the master's hand-outs."""
+
+    from_t: float
+    index: int
+    count: int
+    epoch: int = 0
+
+    def owns(self, m: int) -> bool:
+        """True if arrival (open) or user (closed) ``m`` is this process's."""
+        return self.count > 0 and m % self.count == self.index
 
 
 class OutcomeLog:
@@ -53,11 +70,15 @@ class OutcomeLog:
     def attempt(self, intent_id: str, order_id: str, attempt: Attempt, t: float) -> None:
         """Remember one attempt; written at the next ``flush``."""
         # Formatted by hand: one line per request, json.dumps of a dict costs more.
-        step = "null" if attempt.step is None else json_string(attempt.step)
-        status = "null" if attempt.status is None else str(attempt.status)
+        if attempt.told == "ok":  # the common case, in one piece
+            tail = '"told":"ok","step":null,"status":200'
+        else:
+            step = "null" if attempt.step is None else json_string(attempt.step)
+            status = "null" if attempt.status is None else str(attempt.status)
+            tail = f'"told":"{attempt.told}","step":{step},"status":{status}'
         self._lines.append(
             f'{{"intent":{json_string(intent_id)},"order_id":{json_string(order_id)},'
-            f'"told":"{attempt.told}","step":{step},"status":{status},"t":{t:.3f}}}\n'
+            f'{tail},"t":{t:.3f}}}\n'
         )
 
     def flush(self) -> None:
@@ -74,23 +95,23 @@ class OutcomeLog:
 
 
 class LoadGenerator:
-    """Runs this process's share (``worker_index`` of ``worker_count``) of the spec's load."""
+    """Runs this process's share of the spec's load; the share can change while it runs."""
 
     def __init__(
         self,
         *,
         spec: LoadSpec,
         curve: Curve,
-        environment: Environment,
-        worker_index: int = 0,
-        worker_count: int = 1,
+        share: Share | None = None,
+        request_event: EventHook | None = None,
     ) -> None:
         self.spec = spec
         self.curve = curve
         self.tally = Tally()
         self.outcomes = OutcomeLog(Path(spec.run_dir))
-        self._index = worker_index
-        self._count = max(1, worker_count)
+        # Shares in force, oldest first: the one for time t is the last with from_t <= t.
+        self._shares: list[Share] = [share if share is not None else Share(0.0, 0, 1)]
+        self._share_now = self._shares[0]  # closed model: the share as of the last control step
         # perf_counter value at t0: the shared epoch clock read once, then a monotonic one.
         self._perf_t0 = time.perf_counter() - (time.time() - spec.t0)
         self._stopping = False
@@ -98,11 +119,15 @@ class LoadGenerator:
         self._intents = gevent.pool.Pool(spec.max_inflight if spec.model == "open" else None)
         self._wake = gevent.event.Event()
         self._target = 0.0
-        self._local_users: list[int] = []
+        self._user_greenlets: dict[int, gevent.Greenlet[Any]] = {}
         # What one attempt is (the journey's steps, or its Python function): one code path
         # for every target, the stub stack's contract being the built-in agent-buyer.
         self.journey = JourneyDriver(spec=spec, tally=self.tally)
-        self._environment = environment
+        # chaoskit's tally is the record; a hook nobody listens to spares every request
+        # Locust's own stats bookkeeping (and a worker's stats reports), its largest tax.
+        # locust leaves EventHook.__init__ unannotated
+        quiet = EventHook() if request_event is None else request_event  # type: ignore[no-untyped-call]
+        self._request_event = quiet
         # Open model: one pool shared by all arrivals; closed: one connection per user,
         # as Locust's FastHttpUser has (cheaper than sharing a pool).
         self.session = self._new_session(spec.max_inflight)
@@ -111,7 +136,7 @@ class LoadGenerator:
     def _new_session(self, concurrency: int) -> FastHttpSession:
         return FastHttpSession(
             base_url=self.spec.gateway_url.rstrip("/"),
-            request_event=self._environment.events.request,
+            request_event=self._request_event,
             user=None,
             concurrency=max(1, concurrency),
             network_timeout=self.spec.behaviour.request_timeout,
@@ -123,19 +148,43 @@ class LoadGenerator:
         """Seconds since the spec's t0."""
         return time.perf_counter() - self._perf_t0
 
+    # -- shares ------------------------------------------------------------------------------
+
+    def share_at(self, t: float) -> Share:
+        """The share in force at shape time ``t``."""
+        found = self._shares[0]
+        for share in self._shares:
+            if share.from_t <= t:
+                found = share
+        return found
+
+    def reshare(self, share: Share) -> None:
+        """Take ``share`` from its ``from_t`` on (a later hand-out replaces any not yet due).
+
+        The master's share given again after a pause takes effect from now.
+        """
+        if share.from_t < self.now() and share.epoch >= self.share_at(self.now()).epoch:
+            share = Share(max(share.from_t, self.now()), share.index, share.count, share.epoch)
+        self._shares = [s for s in self._shares if s.from_t < share.from_t] + [share]
+        if len(self._shares) > 8:  # keep the list short; only the last one before now matters
+            now = self.now()
+            current = self.share_at(now)
+            self._shares = [current, *[s for s in self._shares if s.from_t > now]]
+
+    def pause(self) -> None:
+        """Run nothing from now on until a new share comes (cut off from the master)."""
+        current = self.share_at(self.now())
+        self.reshare(Share(self.now(), 0, 0, current.epoch))
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the scheduler (open) or the users and their controller (closed)."""
+        """Start the scheduler (open) or the user controller (closed)."""
         if self.spec.model == "open":
             self._greenlets.spawn(self._schedule_arrivals)
         else:
-            peak = int(math.ceil(self.curve.peak - 1e-9))
-            self._local_users = list(range(self._index, peak, self._count))
             self._target = self.curve.value_at(self.now())
             self._greenlets.spawn(self._control_users)
-            for user in self._local_users:
-                self._intents.spawn(self._closed_user, user)
 
     def stop(self) -> None:
         """Stop issuing load; intents still running become ``abandoned``."""
@@ -154,7 +203,8 @@ class LoadGenerator:
         """Closed: users active now; open: intents in flight."""
         if self.spec.model == "open":
             return len(self._intents)
-        return sum(1 for user in self._local_users if user < self._target)
+        share = self.share_at(self.now())
+        return sum(1 for user in self._user_greenlets if user < self._target and share.owns(user))
 
     def take_delta(self) -> dict[str, Any]:
         """This process's counts since the last call; flushes the outcome file."""
@@ -166,62 +216,99 @@ class LoadGenerator:
     def _schedule_arrivals(self) -> None:
         """Issue arrivals at the curve's rate, whatever the server does (no coordinated omission).
 
-        Arrival j of this process happens when the integral of its rate share reaches
-        ``offset + j`` (uniform) or a seeded exponential sum (poisson).
+        One global sequence of arrivals for all processes: arrival ``m`` happens when the
+        integral of the rate reaches ``m`` (uniform) or a seeded exponential sum (poisson),
+        integrated on a fixed grid from t = 0, so every process computes the same times and
+        the shares (``m % count == index``) split them exactly, however often they change.
+        Arrivals before this process's first share are walked past, not sent.
         """
-        spec, curve, count = self.spec, self.curve, self._count
-        rng = random.Random(f"{spec.seed}:arrivals:{self._index}")
+        spec, curve = self.spec, self.curve
+        rng = random.Random(f"{spec.seed}:arrivals")
         poisson = spec.arrivals == "poisson"
-        t = max(0.0, self.now())
+        duration = spec.duration_s
+        steps = int(math.ceil(duration / _STEP_S - 1e-9))
         area = 0.0
-        next_at = rng.expovariate(1.0) if poisson else self._index / count
-        j = 0
-        while t < spec.duration_s:
-            while area < next_at and t < spec.duration_s:
-                rate = curve.value_at(t) / count
-                if rate <= 0.0:
-                    t += _STEP_S
-                    continue
-                dt = min((next_at - area) / rate, _STEP_S)
-                area += rate * dt
-                t += dt
-            if t >= spec.duration_s:
-                break
-            delay = t - self.now()
-            if delay > 0:
-                gevent.sleep(delay)
-            if self._intents.full():
-                self.tally.add("dropped")
-            else:
-                key = f"o{self._index + j * count}"
-                intent = make_intent(spec.seed, key, run_id=spec.run_id)
-                self.tally.add("intents_started")
-                self._intents.spawn(self._run_intent, intent, t, None, self.session)
-            j += 1
-            next_at += rng.expovariate(1.0) if poisson else 1.0
+        next_at = rng.expovariate(1.0) if poisson else 0.0
+        m = 0
+        ahead_until = 0.0
+        for k in range(steps):
+            t_k = k * _STEP_S
+            if t_k > ahead_until:
+                # Never walk far ahead of the clock: a share handed out now takes effect
+                # _RESHARE_LEAD_S ahead, and must find this walk not yet there.
+                wait = t_k - _LOOKAHEAD_S - self.now()
+                if wait > 0:
+                    gevent.sleep(wait)
+                ahead_until = t_k + _LOOKAHEAD_S / 2
+            rate = curve.value_at(t_k)
+            if rate <= 0.0:
+                continue
+            area_end = area + rate * _STEP_S
+            if next_at >= area_end:
+                area = area_end
+                continue
+            share = self.share_at(t_k)
+            while next_at < area_end:
+                if share.owns(m):
+                    t = t_k + (next_at - area) / rate
+                    if t >= duration - 1e-9:  # the sum of steps is a hair off the end
+                        return
+                    delay = t - self.now()
+                    if delay > 0:
+                        gevent.sleep(delay)
+                    self._arrive(m, t)
+                m += 1
+                next_at += rng.expovariate(1.0) if poisson else 1.0
+            area = area_end
+
+    def _arrive(self, m: int, t: float) -> None:
+        if self._intents.full():
+            self.tally.add("dropped")
+            return
+        intent = make_intent(self.spec.seed, f"o{m}", run_id=self.spec.run_id)
+        self.tally.add("intents_started")
+        self._intents.spawn(self._run_intent, intent, t, None, self.session)
 
     # -- closed model ------------------------------------------------------------------------
 
     def _control_users(self) -> None:
+        peak = int(math.ceil(self.curve.peak - 1e-9))
+        reconciled: Share | None = None
         while True:
-            target = self.curve.value_at(self.now())
+            now = self.now()
+            target = self.curve.value_at(now)
+            share = self._share_now = self.share_at(now)
             if target > self._target:
                 self._target = target
                 wake, self._wake = self._wake, gevent.event.Event()
                 wake.set()
             else:
                 self._target = target
+            if share is not reconciled:  # users change hands only when the share does
+                reconciled = share
+                for user in range(peak):
+                    if share.owns(user):
+                        running = self._user_greenlets.get(user)
+                        if running is None or running.dead:
+                            self._user_greenlets[user] = self._intents.spawn(
+                                self._closed_user, user, share.epoch
+                            )
             gevent.sleep(_CONTROL_S)
 
-    def _closed_user(self, user: int) -> None:
+    def _closed_user(self, user: int, epoch: int) -> None:
         spec = self.spec
         user_id = user_for(spec.seed, user, run_id=spec.run_id)
         session = self._new_session(1)
         self._sessions.append(session)
+        # Keys stay unique when a user moves between processes: a later share's keys
+        # carry the epoch it was handed out in.
+        prefix = f"c{user}." if epoch == 0 else f"c{user}.e{epoch}."
         n = 0
         while not self._stopping:
+            if not self._share_now.owns(user):
+                return  # handed to another process: it runs this user from now on
             if user < self._target:
-                intent = make_intent(spec.seed, f"c{user}.{n}", run_id=spec.run_id, user=user_id)
+                intent = make_intent(spec.seed, f"{prefix}{n}", run_id=spec.run_id, user=user_id)
                 n += 1
                 self.tally.add("intents_started")
                 self._run_intent(intent, self.now(), user, session)
@@ -233,10 +320,16 @@ class LoadGenerator:
     def _run_intent(
         self, intent: Intent, started_t: float, user: int | None, session: FastHttpSession
     ) -> None:
-        """One intent to its outcome: attempt, and re-click after think time on failure."""
+        """One intent to its outcome: attempt, and re-click after think time on failure.
+
+        ``started_t`` is when the intent was scheduled (open) or began (closed); each
+        attempt's latency is also measured from when it was due, so an engine that falls
+        behind its schedule shows it (coordinated omission).
+        """
         behaviour = self.spec.behaviour
         order_id = f"{intent.intent_id}.0"
         last_step: str | None = None
+        due_t = started_t
         try:
             for attempt_no in range(behaviour.reclick + 1):
                 if attempt_no:
@@ -244,14 +337,16 @@ class LoadGenerator:
                         self.tally.abandoned(started_t)
                         return
                     gevent.sleep(behaviour.think_time)
+                    due_t += behaviour.think_time
                     if not behaviour.reuse_idempotency_key:
                         order_id = f"{intent.intent_id}.{attempt_no}"
-                attempt = self._attempt(session, intent, attempt_no, order_id)
+                attempt, ended_t = self._attempt(session, intent, attempt_no, order_id, due_t)
                 if not attempt_no:
                     self.tally.first_try(ok=attempt.told == "ok", started_t=started_t)
                 if attempt.told == "ok":
-                    self.tally.fulfilled((self.now() - started_t) * 1000.0, started_t)
+                    self.tally.fulfilled((ended_t - started_t) * 1000.0, started_t)
                     return
+                due_t = ended_t
                 last_step = attempt.step
                 if not attempt.retryable:
                     self.tally.abandoned(started_t)
@@ -262,8 +357,17 @@ class LoadGenerator:
             raise
 
     def _attempt(
-        self, session: FastHttpSession, intent: Intent, attempt_no: int, order_key: str
-    ) -> Attempt:
+        self,
+        session: FastHttpSession,
+        intent: Intent,
+        attempt_no: int,
+        order_key: str,
+        due_t: float,
+    ) -> tuple[Attempt, float]:
+        began = self.now()
         attempt, order_id = self.journey.attempt(session, intent, attempt_no, order_key)
-        self.outcomes.attempt(intent.intent_id, order_id, attempt, self.now())
-        return attempt
+        ended = self.now()
+        # the attempt's latency from when it was due, beside each request's from its send
+        self.tally.attempt_due((ended - min(due_t, began)) * 1000.0)
+        self.outcomes.attempt(intent.intent_id, order_id, attempt, ended)
+        return attempt, ended

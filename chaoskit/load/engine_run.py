@@ -11,11 +11,12 @@ from typing import Any
 
 import gevent
 import gevent.event
-from locust.env import Environment
 
 from chaoskit.load.engine import LoadGenerator
 from chaoskit.load.engine_shapes import Curve, load_curve
 from chaoskit.load.spec import LoadSpec
+
+_READY_LEAD_S = 0.1  # t0 is at least this far after the engine is ready to run
 
 __all__ = ["Clock", "StopSignal", "build_curve", "emit", "run_local", "tick_line"]
 
@@ -77,13 +78,16 @@ class Clock:
 def run_local(spec: LoadSpec, stop: StopSignal) -> int:
     """All load in this process; prints a tick at every whole second after t0, then done."""
     curve = build_curve(spec)
-    environment = Environment(user_classes=[])
-    environment.create_local_runner()  # its request listener keeps Locust's own stats
+    # The handshake: a process that got here late (a slow start on a busy machine) moves
+    # t0 rather than skipping the shape's first seconds, and says where t0 is.
+    t0 = max(spec.t0, time.time() + _READY_LEAD_S)
+    spec = spec.model_copy(update={"t0": t0})
+    emit({"type": "ready", "t0": t0, "workers": 0})
     clock = Clock(spec.t0)
     if stop.wait(-clock.now()):
         emit({"type": "done"})
         return 0
-    generator = LoadGenerator(spec=spec, curve=curve, environment=environment)
+    generator = LoadGenerator(spec=spec, curve=curve)
     generator.start()
     k = max(1, int(clock.now()) + 1)
     while k < spec.duration_s:

@@ -33,13 +33,16 @@ _PERCENTILE_METRICS = {
     "latency_p50_ms": ("latency", 50.0),
     "latency_p95_ms": ("latency", 95.0),
     "latency_p99_ms": ("latency", 99.0),
+    "schedule_latency_p50_ms": ("schedule", 50.0),
+    "schedule_latency_p95_ms": ("schedule", 95.0),
+    "schedule_latency_p99_ms": ("schedule", 99.0),
     "fulfilment_time_p95_s": ("fulfilment", 95.0),
     "coupon_delay_p95_s": ("coupon", 95.0),
     "rider_wait_p95_s": ("rider", 95.0),
 }
 # Server histograms the metrics read: key -> (service, histogram name in its /stats).
 _SERVER_HISTS = {"coupon": ("coupon", "coupon_delay_ms"), "rider": ("rider", "rider_wait_ms")}
-_CLIENT_HISTS = ("latency", "fulfilment")
+_CLIENT_HISTS = ("latency", "schedule", "fulfilment")
 
 
 @dataclass(slots=True)
@@ -245,7 +248,11 @@ class MetricsAggregator:
                 steps[self._step_index[step]] += int(n)
         hists: dict[str, LatencyHistogram] = {}
         encoded: dict[str, str] = {}
-        for name, key in (("latency", "latency_hdr"), ("fulfilment", "fulfilment_hdr")):
+        for name, key in (
+            ("latency", "latency_hdr"),
+            ("schedule", "schedule_latency_hdr"),
+            ("fulfilment", "fulfilment_hdr"),
+        ):
             blob = tick.get(key)
             if blob:
                 try:

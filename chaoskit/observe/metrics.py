@@ -162,6 +162,19 @@ _BASE: tuple[MetricInfo, ...] = (
         "lower",
         "client",
     ),
+    *(
+        _m(
+            f"schedule_latency_{p}_ms",
+            f"{label} latency of an attempt (its journey's requests; one POST /orders for the"
+            " stub) counted from when it was due (an open-model arrival's scheduled time, a"
+            " re-click's end of think time), so a load generator that falls behind cannot"
+            " hide it (coordinated omission)",
+            "ms",
+            "lower",
+            "client",
+        )
+        for p, label in (("p50", "median"), ("p95", "95th percentile"), ("p99", "99th percentile"))
+    ),
     _m(
         "target_load",
         "scheduled arrivals/s (open model) or users (closed model)",

@@ -124,6 +124,7 @@ def _rows(series: TimeSeries) -> list[_Row]:
                 _Line("latency_p50_ms", "p50", "#9ecae1"),
                 _Line("latency_p95_ms", "p95", "#3182bd"),
                 _Line("latency_p99_ms", "p99", "#08519c"),
+                _Line("schedule_latency_p99_ms", "p99 from schedule", "#e6550d", dash="dot"),
             ),
             "ms",
         ),
@@ -567,6 +568,17 @@ def _header(run: RunFolder) -> str:
     if s.errors:
         items = "".join(f"<li>{_e(err)}</li>" for err in s.errors)
         parts.append(f'<div class="banner"><b>Errors</b><ul>{items}</ul></div>')
+    if s.load_workers:
+        items = "".join(
+            f"<li>{c.t:.1f} s: worker {_e(c.worker or '')} lost, running "
+            f"{fmt(c.share)} of the load; {c.workers} left</li>"
+            if c.change == "lost"
+            else f"<li>{c.t:.1f} s: load re-shared from {fmt(c.from_t)} s over {c.workers}"
+            f" workers (lost {_e(', '.join(c.lost) or '-')}, joined"
+            f" {_e(', '.join(c.joined) or '-')})</li>"
+            for c in s.load_workers
+        )
+        parts.append(f'<div class="banner"><b>Load workers</b><ul>{items}</ul></div>')
     if run.unreadable_lines:
         parts.append(
             f'<p class="muted">{run.unreadable_lines} unreadable journal lines skipped '

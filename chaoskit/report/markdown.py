@@ -85,6 +85,18 @@ def render_markdown(run: RunFolder) -> str:
     if s.errors:
         out += ["**Errors**", "", *[f"- {e}" for e in s.errors], ""]
 
+    if s.load_workers:
+        out += ["## Load workers", ""]
+        rows = []
+        for c in s.load_workers:
+            if c.change == "lost":
+                what = f"worker `{c.worker}` lost, running {fmt(c.share)} of the load"
+            else:
+                moved = ", ".join([*(f"-`{w}`" for w in c.lost), *(f"+`{w}`" for w in c.joined)])
+                what = f"load re-shared from {fmt(c.from_t)} s ({moved})"
+            rows.append([f"{c.t:.1f} s", what, str(c.workers)])
+        out += [*_table(["at", "change", "workers running load"], rows), ""]
+
     hypotheses = [c for c in s.checks if c.kind == "hypothesis"]
     guardrails = [c for c in s.checks if c.kind == "guardrail"]
     headers = ["metric", "phase", "limit", "value", "result"]

@@ -203,6 +203,21 @@ class Plan(_Model):
     check_phases: CheckPhases = Field(default_factory=CheckPhases)
 
 
+class WorkerChange(_Model):
+    """A change in the distributed load engine's fleet, and where the load went."""
+
+    t: float = Field(description="seconds since start when the master saw it")
+    change: Literal["lost", "reshared"]
+    worker: str | None = Field(default=None, description="the lost worker's id")
+    share: float | None = Field(
+        default=None, description="fraction of the load the lost worker was running"
+    )
+    from_t: float | None = Field(default=None, description="when the new shares took effect")
+    workers: int = Field(description="workers running load after the change")
+    lost: list[str] = Field(default_factory=list)
+    joined: list[str] = Field(default_factory=list)
+
+
 class Summary(_Model):
     """summary.json, schema 1."""
 
@@ -227,6 +242,7 @@ class Summary(_Model):
     audit: Audit | None = None
     abort: Abort | None = None
     plan: Plan | None = None
+    load_workers: list[WorkerChange] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
 
     @field_validator("started_at", "ended_at", mode="before")

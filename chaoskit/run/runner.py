@@ -27,6 +27,7 @@ from chaoskit.events import (
     EventBus,
     EventHandler,
     GuardrailTripped,
+    LoadReshared,
     LogMessage,
     Phase,
     PhaseChanged,
@@ -56,6 +57,7 @@ from chaoskit.planning import Plan
 from chaoskit.report.summary import (
     JournalWriter,
     SummaryWriter,
+    WorkerChange,
 )
 from chaoskit.run.checks import CheckResult, GuardrailWatch
 from chaoskit.run.health import EnvironmentWatch
@@ -273,6 +275,7 @@ class Runner:
             self._env = self._environment_watch(sampler, timeline)
             self.aggregator.mark_phase("baseline", 0.0)
             load = LoadProcess.start(self._load_spec())
+            self._await_ready(load)
             timeline.start()
             status = self._watch(load, timeline, started_at)
         except ChaoskitError as exc:
@@ -421,6 +424,7 @@ class Runner:
 
     keyboard_interrupt = False
     _phase_started = 0.0
+    _worker_changes: list[dict[str, Any]] = []  # replaced per run in _watch
     _watchdog: Any = None
 
     def _start_watchdog(self, registry: RunRegistry) -> Any:
@@ -437,8 +441,75 @@ class Runner:
         self._watchdog.start()
         return self._watchdog
 
+    def _await_ready(self, load: LoadProcess) -> None:
+        """The load handshake: run time starts at the t0 the engine fixed once it (and its
+        workers) could run, so a slow start never eats the shape's first seconds."""
+        while not self._stop.is_set():
+            record = load.poll_tick(timeout=0.2)
+            if record is None:
+                if load.finished_output:
+                    raise EnvironmentProblem(f"load engine ended: {load.stderr_tail()}")
+                continue
+            kind = record.get("type")
+            if kind == "ready":
+                self._t0 = float(record["t0"])
+                return
+            if kind == "error":
+                raise EnvironmentProblem(f"load engine: {record.get('message')}")
+            if kind == "log":
+                message = str(record.get("message"))
+                self._emit(
+                    LogMessage(
+                        t=self.clock(),
+                        level="error" if record.get("level") == "error" else "warning",
+                        message=message,
+                    )
+                )
+
+    def _on_worker_lost(self, record: dict[str, Any]) -> None:
+        """A worker is gone: when, which, and how much of the load it ran (for the report)."""
+        at = float(record.get("t", self.clock()))
+        share = record.get("share")
+        left = record.get("workers_left")
+        worker = str(record.get("worker"))
+        self._emit(
+            WorkerLost(
+                t=at,
+                worker=worker,
+                share=None if share is None else float(share),
+                workers_left=None if left is None else int(left),
+            )
+        )
+        self._worker_changes.append(
+            {"t": at, "change": "lost", "worker": worker, "share": share, "workers": left or 0}
+        )
+
+    def _on_reshare(self, record: dict[str, Any]) -> None:
+        """The load was split anew over the workers there are (a loss, a join, a return)."""
+        at = float(record.get("t", self.clock()))
+        event = LoadReshared(
+            t=at,
+            from_t=float(record["from_t"]),
+            workers=int(record["workers"]),
+            epoch=int(record.get("epoch", 0)),
+            lost=tuple(str(w) for w in record.get("lost", [])),
+            joined=tuple(str(w) for w in record.get("joined", [])),
+        )
+        self._emit(event)
+        self._worker_changes.append(
+            {
+                "t": at,
+                "change": "reshared",
+                "from_t": event.from_t,
+                "workers": event.workers,
+                "lost": list(event.lost),
+                "joined": list(event.joined),
+            }
+        )
+
     def _watch(self, load: LoadProcess, timeline: FaultTimeline, started_at: datetime) -> Status:
         """The main loop: ticks in, samples out, guardrails and triggers checked each second."""
+        self._worker_changes = []
         guardrails = GuardrailWatch(self.plan.guardrails)
         live_checks = [h for h in self.plan.hypothesis if not is_after_run(h.metric)]
         next_check = _LIVE_CHECK_EVERY_S
@@ -457,8 +528,10 @@ class Runner:
                     self.aggregator.add_tick(tick)
                     if self.run_metrics is not None:
                         self.run_metrics.add_tick(tick)
+                elif kind == "reshare":
+                    self._on_reshare(tick)
                 elif kind == "worker_lost":
-                    self._emit(WorkerLost(t=self.clock(), worker=str(tick.get("worker"))))
+                    self._on_worker_lost(tick)
                     if self.settings.stop_on_worker_loss:
                         self._errors.append(f"load worker {tick.get('worker')} was lost")
                         return "error"
@@ -792,6 +865,9 @@ class Runner:
                 errors=self._errors,
             )
         )
+        if self._worker_changes:  # when, which worker, how much load moved
+            changes = [WorkerChange.model_validate(c) for c in self._worker_changes]
+            summary = summary.model_copy(update={"load_workers": changes})
         try:
             self.summary.write(summary)
         except OSError as exc:

@@ -173,6 +173,8 @@ def test_sigterm_stops_within_two_seconds(tmp_path: Path, gateway: tuple[str, An
     url, _ = gateway
     spec = _spec(tmp_path, url, duration_s=60.0, shape={"kind": "constant", "for": 60, "rate": 30})
     engine = LoadProcess.start(spec)
+    ready = engine.poll_tick(timeout=10)
+    assert ready is not None and ready["type"] == "ready", engine.stderr_tail()
     first = engine.poll_tick(timeout=10)
     assert first is not None and first["type"] == "tick", engine.stderr_tail()
     began = time.monotonic()
@@ -217,7 +219,7 @@ def test_two_workers_merge_their_ticks(
     ticks = _ticks(records)
     started = _total(ticks, "intents_started")
     assert abs(started - 240) <= 12, [t["intents_started"] for t in ticks]
-    assert [r for r in records if r["type"] not in ("tick", "done")] == []
+    assert [r for r in records if r["type"] not in ("tick", "done", "ready")] == []
     files = list((Path(spec.run_dir) / "outcomes").glob("*.jsonl"))
     assert len(files) == 2 and all(f.stat().st_size > 0 for f in files)
     assert _total(ticks, "requests") == len(behaviour.received()) == len(_outcomes(spec))
@@ -236,8 +238,8 @@ def test_lost_worker_is_reported(tmp_path: Path, gateway: tuple[str, Any]) -> No
         url,
         workers=2,
         t0=time.time() + 7.0,
-        duration_s=6.0,
-        shape={"kind": "constant", "for": 6, "rate": 20},
+        duration_s=8.0,
+        shape={"kind": "constant", "for": 8, "rate": 20},
     )
     engine = LoadProcess.start(spec)
     assert engine.poll_tick(timeout=20) is not None, engine.stderr_tail()
@@ -252,6 +254,38 @@ def test_lost_worker_is_reported(tmp_path: Path, gateway: tuple[str, Any]) -> No
     assert rest[-1] == {"type": "done"}
     after = _ticks(rest)[-3:]
     assert all(t["intents_started"] > 0 for t in after[:-1])  # the run went on
+    # its share was handed to the worker left: the whole 20/s again once the new share began
+    lost = next(r for r in rest if r["type"] == "worker_lost")
+    reshare = next(r for r in rest if r["type"] == "reshare")
+    assert lost["share"] == 0.5 and reshare["workers"] == 1 and reshare["lost"] == [lost["worker"]]
+    full = [t for t in _ticks(rest) if t["t"] >= reshare["from_t"] + 1 and t["t"].is_integer()]
+    assert full and all(abs(t["intents_started"] - 20) <= 2 for t in full), _ticks(rest)
+
+
+def test_stop_on_worker_loss_still_ends_the_run(tmp_path: Path, gateway: tuple[str, Any]) -> None:
+    url, _ = gateway
+    spec = _spec(
+        tmp_path,
+        url,
+        workers=2,
+        duration_s=30.0,
+        shape={"kind": "constant", "for": 30, "rate": 20},
+        stop_on_worker_loss=True,
+    )
+    engine = LoadProcess.start(spec)
+    assert engine.poll_tick(timeout=20) is not None, engine.stderr_tail()
+    workers = subprocess.run(
+        ["pgrep", "-P", str(engine.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[0]), signal.SIGKILL)
+    began = time.monotonic()
+    rest = list(engine.ticks())
+    assert engine.wait(timeout=10) == 0
+    assert time.monotonic() - began < 8.0  # ended at the loss, not at 30 s
+    types = [r["type"] for r in rest]
+    assert types.count("worker_lost") == 1 and "reshare" not in types
+    assert rest[-1] == {"type": "done"} and _ticks(rest)[-1]["t"] < 15
 
 
 def test_gateway_outside_localhost_is_refused(tmp_path: Path) -> None:
