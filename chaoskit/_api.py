@@ -21,6 +21,7 @@ from chaoskit.events import Event, EventHandler
 from chaoskit.experiment.loader import load_experiment
 from chaoskit.experiment.models import Experiment
 from chaoskit.load.limits import check_load_limits
+from chaoskit.load.spec import LOCAL_HOSTS
 from chaoskit.observe.exporter import check_port_free
 from chaoskit.observe.prometheus import check_queries
 from chaoskit.observe.team import team_observation
@@ -134,7 +135,7 @@ def rehearse(
     # The team's Prometheus and ledger: refused off the allow-list, every query run once
     # before any load (exit 2 refused, exit 4 unreachable); the metrics port must be free.
     team = team_observation(
-        loaded, stack_target, allowed_hosts=tuple(backend.endpoints().allowed_hosts)
+        loaded, stack_target, allowed_hosts=_allowed_hosts(stack_target, backend)
     )
     if team.prometheus is not None:
         check_queries(team.prometheus)
@@ -209,6 +210,14 @@ def _experiment(experiment: ExperimentLike, target: TargetLike = None) -> Experi
     elif target is not None:
         extra = load_target(target).metric_names()
     return load_experiment(Path(experiment), extra_metrics=extra)
+
+
+def _allowed_hosts(target: Target, backend: StackBackend) -> tuple[str, ...]:
+    """Hosts the run may talk to: an attach target's allow-list, or this machine for a stub
+    stack (which may not be up yet: the run starts it)."""
+    if isinstance(target, AttachTarget) or backend.is_up():
+        return tuple(backend.endpoints().allowed_hosts)
+    return tuple(sorted(LOCAL_HOSTS))
 
 
 def _ensure_up(

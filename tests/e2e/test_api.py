@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import chaoskit
@@ -129,3 +130,24 @@ faults:
     data = summary(run_dir)
     assert data["status"] == "interrupted"
     assert all(f["status"] == "removed" for f in data["faults"])
+
+
+def test_rehearse_starts_a_stack_when_none_is_up_and_stops_it_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What `make demo` does on a fresh clone: no stack is up, so the run brings one up.
+    monkeypatch.setenv("CHAOSKIT_HOME", str(tmp_path / "home"))
+    base_port = 19500 + int(os.environ.get("CHAOSKIT_TEST_PORT_SHIFT", "0"))
+    target = tmp_path / "cold.yaml"
+    target.write_text(f"version: 1\nkind: local\nname: e2e-cold\nbase_port: {base_port}\n")
+    experiment = tmp_path / "cold-start.yaml"
+    experiment.write_text(
+        f"version: 1\nname: cold-start\ntarget: {target}\nseed: 1\n"
+        "load:\n  model: open\n  shape: {kind: constant, for: 4s, rate: 8}\n"
+        "hypothesis:\n  - {metric: fulfilment_rate, min: 0.9}\n"
+    )
+    result = chaoskit.rehearse(experiment, reports_dir=tmp_path / "r")
+    assert result.verdict == "held", result.explain()
+    assert result.metrics["intents"]
+    with pytest.raises(httpx.ConnectError):  # the stack it started is stopped again
+        httpx.get(f"http://127.0.0.1:{base_port + 10}/healthz", timeout=2.0)
