@@ -89,6 +89,21 @@ class AuditResult:
     credit_slo_s: float | None = None
     free_orders: dict[str, FreeOrderRates] = field(default_factory=dict)  # phase|overall ->
 
+    @classmethod
+    def judged(
+        cls, invariants: dict[str, InvariantResult], told: ClientOutcomes, **found: Any
+    ) -> AuditResult:
+        """The audit of ``invariants`` (in AUDIT_METRICS order): failed when one is violated."""
+        violated = [name for name, inv in invariants.items() if inv.violated]
+        return cls(
+            "failed" if violated else "passed",
+            "invariants violated: " + ", ".join(violated) if violated else "",
+            invariants,
+            records=told.records,
+            bad_lines=told.bad_lines,
+            **found,
+        )
+
     @property
     def ok(self) -> bool:
         """False only when an invariant was violated."""
@@ -218,14 +233,9 @@ def run_audit(
             )
     except _NoLedger as exc:
         return AuditResult("skipped", str(exc), records=told.records, bad_lines=told.bad_lines)
-    invariants = {name: found.invariants[name] for name in AUDIT_METRICS}
-    violated = [name for name, inv in invariants.items() if inv.violated]
-    return AuditResult(
-        "failed" if violated else "passed",
-        "invariants violated: " + ", ".join(violated) if violated else "",
-        invariants,
-        records=told.records,
-        bad_lines=told.bad_lines,
+    return AuditResult.judged(
+        {name: found.invariants[name] for name in AUDIT_METRICS},
+        told,
         queued_credits=found.queued_credits,
         oldest_queued_age_s=found.oldest_queued_age_s,
         credit_slo_s=credit_slo_s,

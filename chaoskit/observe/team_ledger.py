@@ -247,12 +247,6 @@ def reconcile_team_ledger(
         untold["double_credits"] = "the target names no credits ledger (audit.ledger.credits)"
     for name, why in untold.items():
         invariants[name] = InvariantResult.skip(why)
-    invariants = {name: invariants[name] for name in AUDIT_METRICS if name in invariants}
-    violated = [name for name, inv in invariants.items() if inv.violated]
-    return AuditResult(
-        "failed" if violated else "passed",
-        "invariants violated: " + ", ".join(violated) if violated else "",
-        invariants,
-        records=told.records,
-        bad_lines=told.bad_lines,
+    return AuditResult.judged(
+        {name: invariants[name] for name in AUDIT_METRICS if name in invariants}, told
     )
