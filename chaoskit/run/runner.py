@@ -274,6 +274,8 @@ class Runner:
                 prom_sampler.start()
             self._env = self._environment_watch(sampler, timeline)
             self.aggregator.mark_phase("baseline", 0.0)
+            # Every view starts in the baseline (the progress line said "phase=-" until then).
+            self._emit(PhaseChanged(t=0.0, phase="baseline", load_phase=self._load_phase_at(0.0)))
             load = LoadProcess.start(self._load_spec())
             self._await_ready(load)
             timeline.start()
