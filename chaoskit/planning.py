@@ -99,7 +99,9 @@ def _r(value: float) -> float | None:
 
 def build_plan(experiment: Experiment) -> Plan:
     """Lay ``experiment`` out on its time axis (the shape's length is the run's)."""
-    curve = build_shape(experiment.load.shape, base_dir=experiment.base_dir)
+    curve: LoadShapeCurve = experiment._curve or build_shape(
+        experiment.load.shape, base_dir=experiment.base_dir
+    )
     duration = curve.duration_s
     notes: list[str] = []
     windows: list[FaultWindow] = []

@@ -269,6 +269,7 @@ def _check_files(experiment: Experiment, tree: CommentedMap, source: Path) -> No
                 col=place.col,
             )
     curve = build_shape(shape, base_dir=experiment.base_dir)
+    experiment._curve = curve  # the plan stage reuses it
     if curve.duration_s <= 0:
         _refuse(tree, source, shape_loc, "the shape lasts 0s; give it a length")
     if curve.duration_s > MAX_RUN_S:

@@ -123,6 +123,10 @@ class Experiment(_Model):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     _source_path: Path | None = PrivateAttr(default=None)
+    # The shape's LoadShapeCurve once the loader built it to check the shape; the plan stage
+    # takes it from here rather than building it again (the engine, in its own process,
+    # builds its own from LoadSpec.shape). Typed loosely: chaoskit.load.shapes imports this.
+    _curve: Any = PrivateAttr(default=None)
 
     @property
     def source_path(self) -> Path | None:
