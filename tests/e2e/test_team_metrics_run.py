@@ -124,6 +124,15 @@ def metrics_block(url: str) -> str:
     )
 
 
+def scraped(server: Any, timeout: float = 20.0) -> None:
+    """Until the team app's gauge is in Prometheus: a run started before its first scrape
+    would see "no data" in its baseline (right, but not what these tests are about)."""
+    deadline = time.monotonic() + timeout
+    while not server.query("max(shop_queue_depth)"):
+        assert time.monotonic() < deadline, "Prometheus never scraped the team app"
+        time.sleep(0.2)
+
+
 def test_promql_metrics_per_phase_and_the_fault_window_in_prometheus(
     clean_stack: RunStack,
     prometheus: Prometheus,
@@ -133,6 +142,7 @@ def test_promql_metrics_per_phase_and_the_fault_window_in_prometheus(
     app, _ = team_app
     port = free_port()
     server = prometheus([app, f"127.0.0.1:{port}"])
+    scraped(server)
     body = (
         "load:\n  model: open\n  shape: {kind: constant, for: 12s, rate: 10}\n"
         "faults:\n"
@@ -191,6 +201,7 @@ def test_a_promql_hypothesis_that_does_not_hold_is_violated(
 ) -> None:
     app, _ = team_app
     server = prometheus([app])
+    scraped(server)
     body = (
         "load:\n  model: open\n  shape: {kind: constant, for: 6s, rate: 8}\n"
         "hypothesis:\n"
@@ -217,6 +228,7 @@ def test_a_guardrail_on_a_promql_metric_aborts_and_rolls_back(
 ) -> None:
     app, gauge = team_app
     server = prometheus([app])
+    scraped(server)
     body = (
         "load:\n  model: open\n  shape: {kind: constant, for: 40s, rate: 8}\n"
         "faults:\n"
@@ -268,6 +280,7 @@ def test_a_query_prometheus_refuses_is_bad_input(
 ) -> None:
     app, _ = team_app
     server = prometheus([app])
+    scraped(server)
     body = (
         "load:\n  model: open\n  shape: {kind: constant, for: 5s, rate: 5}\n"
         f"metrics:\n  prometheus:\n    url: {server.url}\n"
@@ -428,6 +441,7 @@ def test_a_fault_triggered_by_a_promql_metric(
     app, gauge = team_app
     gauge.set(1)
     server = prometheus([app])
+    scraped(server)
     server.wait_for_scrape()
     body = (
         "load:\n  model: open\n  shape: {kind: constant, for: 12s, rate: 8}\n"
