@@ -179,6 +179,11 @@ def rehearse(
             with _signals_end(runner) if handle_signals else _nothing():
                 result = runner.execute()
             written = write_reports(run_dir, list(loaded.report.formats))
+            if written.errors and result.status != "error":
+                # A report that could not be written is an error (exit 4), never a verdict.
+                result = runner.as_error(
+                    result, [f"{fmt} report: {why}" for fmt, why in written.errors.items()]
+                )
             result = replace(
                 result, reports=dict(written.paths), report_errors=dict(written.errors)
             )

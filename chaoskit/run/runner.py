@@ -362,21 +362,18 @@ class Runner:
             run_dir=self.run_dir,
             duration_s=round(max(0.0, self.clock()), 3),
         )
+        self._started_at = started_at
         if not self._write_summary(started_at, timeline, result) and result.status != "error":
             # A run whose record could not be written is an error, whatever it measured.
-            result = dataclasses.replace(
-                result,
-                status="error",
-                verdict="error",
-                exit_code=exit_code_for_verdict("error"),
-                errors=tuple(self._errors),
-            )
-            self._write_summary(started_at, timeline, result)
+            result = self.as_error(result, [])
         for check in checks:
             self._emit(check.event(self.clock()))
         self._emit(
             RunEnded(
-                t=self.clock(), status=status, verdict=verdict, exit_code=int(result.exit_code)
+                t=self.clock(),
+                status=result.status,
+                verdict=result.verdict,
+                exit_code=int(result.exit_code),
             )
         )
         if exporter is not None:
@@ -385,6 +382,21 @@ class Runner:
             self.journal.close()
         return result
 
+    def as_error(self, result: RunResult, errors: list[str]) -> RunResult:
+        """``result`` turned into an error (a report of it could not be written): summary.json
+        says so too, so the file and the exit code never disagree."""
+        self._errors.extend(errors)
+        result = dataclasses.replace(
+            result,
+            status="error",
+            verdict="error",
+            exit_code=exit_code_for_verdict("error"),
+            errors=tuple(self._errors),
+        )
+        self._write_summary(self._started_at, None, result)
+        return result
+
+    _started_at = datetime.now(UTC)
     _restore_failed = False
     _report_failed = False
     _env: EnvironmentWatch | None = None
@@ -844,7 +856,10 @@ class Runner:
         )
 
     def _write_summary(
-        self, started_at: datetime, timeline: FaultTimeline, result: RunResult | None = None
+        self,
+        started_at: datetime,
+        timeline: FaultTimeline | None,
+        result: RunResult | None = None,
     ) -> bool:
         """summary.json: while running (``result`` None) from live values, then from the result."""
         context = SummaryContext(
@@ -856,17 +871,18 @@ class Runner:
             workers=self.settings.workers,
             started_at=started_at,
         )
-        summary = (
-            final_summary(context, result)
-            if result is not None
-            else running_summary(
+        if result is not None:
+            summary = final_summary(context, result)
+        elif timeline is not None:
+            summary = running_summary(
                 context,
                 duration_s=self.clock(),
                 metrics=self.aggregator.overall(),
                 faults=timeline.records(),
                 errors=self._errors,
             )
-        )
+        else:
+            raise ValueError("a running summary needs the timeline")
         if self._worker_changes:  # when, which worker, how much load moved
             changes = [WorkerChange.model_validate(c) for c in self._worker_changes]
             summary = summary.model_copy(update={"load_workers": changes})

@@ -151,3 +151,27 @@ def test_rehearse_starts_a_stack_when_none_is_up_and_stops_it_after(
     assert result.metrics["intents"]
     with pytest.raises(httpx.ConnectError):  # the stack it started is stopped again
         httpx.get(f"http://127.0.0.1:{base_port + 10}/healthz", timeout=2.0)
+
+
+def test_a_report_that_cannot_be_written_makes_the_run_an_error_everywhere(
+    home: RunStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chaoskit.report import markdown
+
+    def broken(run: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(markdown, "write_markdown", broken)
+    experiment = home.experiment(
+        tmp_path,
+        "no-md",
+        "load:\n  model: open\n  shape: {kind: constant, for: 3s, rate: 8}\n"
+        "hypothesis:\n  - {metric: fulfilment_rate, min: 0.5}\n"
+        "report: {formats: [json, md]}\n",
+    )
+    result = chaoskit.rehearse(experiment, reports_dir=tmp_path / "r")
+    assert (result.status, result.verdict, int(result.exit_code)) == ("error", "error", 4)
+    assert "md" in result.report_errors
+    assert any("md report" in error for error in result.errors)
+    data = summary(result.run_dir)
+    assert (data["status"], data["verdict"], data["exit_code"]) == ("error", "error", 4)
