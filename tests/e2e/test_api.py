@@ -3,7 +3,6 @@ handlers that fail, and a KeyboardInterrupt that must not leave a fault behind."
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 import chaoskit
+from tests.e2e.runs import summary
 
 RunStack = Any  # the run_stack fixture (tests/e2e/conftest.py)
 
@@ -40,11 +40,6 @@ def home(clean_stack: RunStack, monkeypatch: pytest.MonkeyPatch) -> RunStack:
     """In-process runs share the CLI's state folder of the e2e stack."""
     monkeypatch.setenv("CHAOSKIT_HOME", str(clean_stack.home))
     return clean_stack
-
-
-def summary(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
-    return data
 
 
 def test_rehearse_gives_the_same_verdict_checks_and_reports_as_the_cli(

@@ -6,7 +6,6 @@ and that no toxic and no changed setting outlives the run.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -16,22 +15,12 @@ from typing import Any
 import pytest
 
 from chaoskit.faults.toxiproxy import Toxic
+from tests.e2e.runs import only_run_dir, summary
 
 RunStack = Any  # the run_stack fixture (tests/e2e/conftest.py)
 
 
 pytestmark = pytest.mark.e2e
-
-
-def summary(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
-    return data
-
-
-def only_run_dir(reports: Path) -> Path:
-    runs = [p for p in reports.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 def toxics_on(stack: RunStack) -> dict[str, list[str]]:

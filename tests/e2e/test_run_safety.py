@@ -22,6 +22,7 @@ import pytest
 from chaoskit.stack.local import LocalStack
 from chaoskit.stack.state import process_start_time, read_state
 from chaoskit.stack.target import load_target
+from tests.e2e.runs import only_run_dir, summary
 
 RunStack = Any  # the run_stack fixture (tests/e2e/conftest.py)
 REPO = Path(__file__).resolve().parents[2]
@@ -35,17 +36,6 @@ OWN_BASE_PORT = 19100 + SHIFT  # stacks these tests break on purpose (19100-1917
 def chaoskit_command() -> list[str]:
     """The installed console script (as tests/e2e/conftest.py runs it)."""
     return [str(REPO / ".venv" / "bin" / "chaoskit")]
-
-
-def summary(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
-    return data
-
-
-def only_run_dir(reports: Path) -> Path:
-    runs = [p for p in reports.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 def toxics_on(stack: RunStack) -> dict[str, list[str]]:

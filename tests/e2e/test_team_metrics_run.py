@@ -7,7 +7,6 @@ team's service metrics, and the driver's --metrics-port; the stack is the e2e ru
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -21,6 +20,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from chaoskit.stack.local import LocalStack
 from chaoskit.stack.target import load_target, port_layout
 from tests.e2e.conftest import RunStack
+from tests.e2e.runs import events, only_run_dir, summary
 
 Prometheus = Callable[..., Any]  # the prometheus fixture (tests/conftest.py)
 
@@ -78,22 +78,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def summary(run_dir: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((run_dir / "summary.json").read_text())
-    return data
-
-
-def only_run_dir(reports: Path) -> Path:
-    runs = [p for p in reports.iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-def events(run_dir: Path) -> list[dict[str, Any]]:
-    lines = (run_dir / "events.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 @pytest.fixture
