@@ -12,8 +12,9 @@ import costs are not counted. Variants:
 - ``chaoskit``: the engine's ``LoadGenerator`` (closed model) as ``python -m chaoskit.load``
   runs it;
 - ``chaoskit-<part>...``: the same with parts switched off (ablation), to attribute the
-  difference: ``stats`` (a Locust runner listening to request events), ``outcomes`` (the
-  audit's per-attempt log), ``tally``, ``intent`` (building the seeded intent).
+  difference: ``outcomes`` (the audit's per-attempt log), ``tally``, ``intent`` (building
+  the seeded intent). (``stats``, Locust's runner listening to request events, only
+  applies to the engine before its journeys sent through ``chaoskit.load.wire``.)
 
 Writes bench/out/callgrind_engine.json and prints a table.
 """
@@ -124,17 +125,16 @@ def _child_chaoskit(
         model="closed",
         shape={"kind": "constant", "for": total, "users": users},
     )
-    environment = Environment(user_classes=[])
-    if "stats" not in off:
-        environment.create_local_runner()  # Locust's stats listen to request events
     import inspect
 
     if "environment" in inspect.signature(LoadGenerator).parameters:  # the engine before
+        environment = Environment(user_classes=[])
+        if "stats" not in off:
+            environment.create_local_runner()  # Locust's stats listen to request events
         old_engine: Any = LoadGenerator
         generator = old_engine(spec=spec, curve=build_curve(spec), environment=environment)
     else:
-        event = None if "stats" in off else environment.events.request
-        generator = LoadGenerator(spec=spec, curve=build_curve(spec), request_event=event)
+        generator = LoadGenerator(spec=spec, curve=build_curve(spec))
     counted = {"requests": 0}
     original_request = Tally.request
 

@@ -4,8 +4,8 @@
 
 The baseline ``bench_engine`` compares the journey code path against in the same run: the
 engine as it is, except that each attempt is the old hand-written POST /orders (body built by
-``Intent.body``, answer judged by ``classify``) instead of the journey driver. Nothing in
-chaoskit uses it.
+``Intent.body``, answer judged by ``classify``, sent through Locust's ``FastHttpSession``)
+instead of the journey driver. Nothing in chaoskit uses it.
 """
 
 # locust first: it gevent-patches the process, and must do so before anything else loads.
@@ -16,9 +16,12 @@ import time
 from typing import Any
 
 import gevent
+from locust.contrib.fasthttp import FastHttpSession
+from locust.event import EventHook
 
 from chaoskit.load import engine
 from chaoskit.load.intents import Attempt, Intent, classify
+from chaoskit.load.journey_run import JourneyDriver
 from chaoskit.load.spec import expand_env
 
 _original_init = engine.LoadGenerator.__init__
@@ -31,6 +34,19 @@ def _init(self: Any, **kwargs: Any) -> None:
         "Content-Type": "application/json",
         **{name: expand_env(value) for name, value in self.spec.headers.items()},
     }
+
+
+def _connect(self: Any, concurrency: int) -> FastHttpSession:
+    # The engine's session as of commit 0d3925f: Locust's FastHttpSession, nobody listening.
+    return FastHttpSession(
+        base_url=self._spec.gateway_url.rstrip("/"),
+        request_event=EventHook(),  # type: ignore[no-untyped-call]
+        user=None,
+        concurrency=max(1, concurrency),
+        network_timeout=self._spec.behaviour.request_timeout,
+        connection_timeout=self._spec.behaviour.request_timeout,
+        max_retries=0,
+    )
 
 
 def _attempt(
@@ -61,6 +77,7 @@ def _attempt(
     return attempt, ended
 
 
+JourneyDriver.connect = _connect  # type: ignore[method-assign]
 engine.LoadGenerator.__init__ = _init  # type: ignore[method-assign]
 engine.LoadGenerator._attempt = _attempt  # type: ignore[method-assign, assignment]
 

@@ -2,9 +2,9 @@
 
 chaoskit owns the shape clock (``t`` = seconds since the spec's ``t0``), so one process or
 many behave the same (locust issue 2242: a master's ramp skips ``tick()``). Locust gives us
-its fast HTTP client, request events (its own stats keep working) and, in
-``engine_dist``, the master/worker transport. Importing this module gevent-patches the
-process: only the engine process imports it.
+gevent, its fast HTTP client's connection layer (``chaoskit.load.wire``; a Python journey
+gets its ``FastHttpSession``) and, in ``engine_dist``, the master/worker transport. Importing
+this module needs the gevent-patched engine process: only the engine process imports it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ from typing import Any, TextIO
 import gevent
 import gevent.event
 import gevent.pool
-from locust.contrib.fasthttp import FastHttpSession
-from locust.event import EventHook
 
 from chaoskit.load.engine_shapes import Curve
 from chaoskit.load.intents import (
@@ -31,7 +29,7 @@ from chaoskit.load.intents import (
     make_intent,
     user_for,
 )
-from chaoskit.load.journey_run import JourneyDriver
+from chaoskit.load.journey_run import Connection, JourneyDriver
 from chaoskit.load.spec import LoadSpec
 from chaoskit.load.tally import Tally
 
@@ -103,7 +101,6 @@ class LoadGenerator:
         spec: LoadSpec,
         curve: Curve,
         share: Share | None = None,
-        request_event: EventHook | None = None,
     ) -> None:
         self.spec = spec
         self.curve = curve
@@ -123,26 +120,10 @@ class LoadGenerator:
         # What one attempt is (the journey's steps, or its Python function): one code path
         # for every target, the stub stack's contract being the built-in agent-buyer.
         self.journey = JourneyDriver(spec=spec, tally=self.tally)
-        # chaoskit's tally is the record; a hook nobody listens to spares every request
-        # Locust's own stats bookkeeping (and a worker's stats reports), its largest tax.
-        # locust leaves EventHook.__init__ unannotated
-        quiet = EventHook() if request_event is None else request_event  # type: ignore[no-untyped-call]
-        self._request_event = quiet
         # Open model: one pool shared by all arrivals; closed: one connection per user,
         # as Locust's FastHttpUser has (cheaper than sharing a pool).
-        self.session = self._new_session(spec.max_inflight)
-        self._sessions: list[FastHttpSession] = [self.session]
-
-    def _new_session(self, concurrency: int) -> FastHttpSession:
-        return FastHttpSession(
-            base_url=self.spec.gateway_url.rstrip("/"),
-            request_event=self._request_event,
-            user=None,
-            concurrency=max(1, concurrency),
-            network_timeout=self.spec.behaviour.request_timeout,
-            connection_timeout=self.spec.behaviour.request_timeout,
-            max_retries=0,
-        )
+        self.connection = self.journey.connect(spec.max_inflight)
+        self._connections: list[Connection] = [self.connection]
 
     def now(self) -> float:
         """Seconds since the spec's t0."""
@@ -196,8 +177,8 @@ class LoadGenerator:
     def close(self) -> None:
         """Release the output file and HTTP connections."""
         self.outcomes.close()
-        for session in self._sessions:
-            session.client.clientpool.close()
+        for connection in self._connections:
+            self.journey.disconnect(connection)
 
     def users(self) -> int:
         """Closed: users active now; open: intents in flight."""
@@ -267,7 +248,7 @@ class LoadGenerator:
             return
         intent = make_intent(self.spec.seed, f"o{m}", run_id=self.spec.run_id)
         self.tally.add("intents_started")
-        self._intents.spawn(self._run_intent, intent, t, None, self.session)
+        self._intents.spawn(self._run_intent, intent, t, None, self.connection)
 
     # -- closed model ------------------------------------------------------------------------
 
@@ -298,8 +279,8 @@ class LoadGenerator:
     def _closed_user(self, user: int, epoch: int) -> None:
         spec = self.spec
         user_id = user_for(spec.seed, user, run_id=spec.run_id)
-        session = self._new_session(1)
-        self._sessions.append(session)
+        connection = self.journey.connect(1)
+        self._connections.append(connection)
         # Keys stay unique when a user moves between processes: a later share's keys
         # carry the epoch it was handed out in.
         prefix = f"c{user}." if epoch == 0 else f"c{user}.e{epoch}."
@@ -311,14 +292,14 @@ class LoadGenerator:
                 intent = make_intent(spec.seed, f"{prefix}{n}", run_id=spec.run_id, user=user_id)
                 n += 1
                 self.tally.add("intents_started")
-                self._run_intent(intent, self.now(), user, session)
+                self._run_intent(intent, self.now(), user, connection)
             else:
                 self._wake.wait(0.5)
 
     # -- the agent buyer ---------------------------------------------------------------------
 
     def _run_intent(
-        self, intent: Intent, started_t: float, user: int | None, session: FastHttpSession
+        self, intent: Intent, started_t: float, user: int | None, connection: Connection
     ) -> None:
         """One intent to its outcome: attempt, and re-click after think time on failure.
 
@@ -340,7 +321,7 @@ class LoadGenerator:
                     due_t += behaviour.think_time
                     if not behaviour.reuse_idempotency_key:
                         order_id = f"{intent.intent_id}.{attempt_no}"
-                attempt, ended_t = self._attempt(session, intent, attempt_no, order_id, due_t)
+                attempt, ended_t = self._attempt(connection, intent, attempt_no, order_id, due_t)
                 if not attempt_no:
                     self.tally.first_try(ok=attempt.told == "ok", started_t=started_t)
                 if attempt.told == "ok":
@@ -358,14 +339,14 @@ class LoadGenerator:
 
     def _attempt(
         self,
-        session: FastHttpSession,
+        connection: Connection,
         intent: Intent,
         attempt_no: int,
         order_key: str,
         due_t: float,
     ) -> tuple[Attempt, float]:
         began = self.now()
-        attempt, order_id = self.journey.attempt(session, intent, attempt_no, order_key)
+        attempt, order_id = self.journey.attempt(connection, intent, attempt_no, order_key)
         ended = self.now()
         # the attempt's latency from when it was due, beside each request's from its send
         self.tally.attempt_due((ended - min(due_t, began)) * 1000.0)

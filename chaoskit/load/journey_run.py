@@ -14,10 +14,12 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeAlias
 from urllib.parse import urlsplit
 
 import gevent
+from locust.contrib.fasthttp import FastHttpSession
+from locust.event import EventHook
 
 from chaoskit.errors import InputError, SafetyRefusal
 from chaoskit.journey.builtin import resolve_journey
@@ -28,11 +30,13 @@ from chaoskit.journey.paths import MISSING
 from chaoskit.load.intents import RETRYABLE_4XX, Attempt, Intent
 from chaoskit.load.spec import LOCAL_HOSTS, LoadSpec, expand_env
 from chaoskit.load.tally import Tally
+from chaoskit.load.wire import Answer, Wire
 
-if TYPE_CHECKING:
-    from locust.contrib.fasthttp import FastHttpSession
+__all__ = ["Connection", "HookClient", "JourneyDriver", "journey_of", "load_hook"]
 
-__all__ = ["HookClient", "JourneyDriver", "journey_of", "load_hook"]
+# What one buyer (closed) or the open model's arrivals send through: the journey's wire, or
+# Locust's session for a Python journey.
+Connection: TypeAlias = Wire | FastHttpSession
 
 _BAD_JSON: Any = object()
 HookFunction = Callable[[Any, JourneyIntent], Any]
@@ -184,12 +188,39 @@ class JourneyDriver:
 
     # -- one attempt ------------------------------------------------------------------------
 
+    def connect(self, concurrency: int) -> Connection:
+        """A connection for one closed-model user (1) or the open model's arrivals."""
+        spec = self._spec
+        timeout_s = spec.behaviour.request_timeout
+        if self._hook is None:
+            return Wire(spec.gateway_url, concurrency=concurrency, timeout_s=timeout_s)
+        return FastHttpSession(
+            base_url=spec.gateway_url.rstrip("/"),
+            # Nobody listens: chaoskit's tally is the record, not Locust's stats.
+            request_event=EventHook(),  # type: ignore[no-untyped-call]
+            user=None,
+            concurrency=max(1, concurrency),
+            network_timeout=timeout_s,
+            connection_timeout=timeout_s,
+            max_retries=0,
+        )
+
+    @staticmethod
+    def disconnect(connection: Connection) -> None:
+        """Close a connection from ``connect``."""
+        if isinstance(connection, Wire):
+            connection.close()
+        else:
+            connection.client.clientpool.close()
+
     def attempt(
-        self, session: FastHttpSession, intent: Intent, attempt_no: int, order_key: str
+        self, connection: Connection, intent: Intent, attempt_no: int, order_key: str
     ) -> tuple[Attempt, str]:
         """One click of ``intent``: how it ended, and the order id to log for the audit."""
         if self._hook is not None:
-            return self._hook_attempt(session, intent, attempt_no, order_key)
+            assert not isinstance(connection, Wire)
+            return self._hook_attempt(connection, intent, attempt_no, order_key)
+        assert isinstance(connection, Wire)
         journey = self._journey
         assert journey is not None
         values: dict[str, Any] = {
@@ -207,8 +238,9 @@ class JourneyDriver:
         if journey.variables:
             values.update(journey.seeded_vars(intent.intent_id[self._prefix :]))
         outcome: Attempt | None = None
+        jar: dict[str, str] = {}  # cookies the attempt's answers set, sent on its later steps
         for step, headers in self._steps:
-            outcome = self._step(session, step, headers, values)
+            outcome = self._step(connection, step, headers, values, jar)
             if outcome.told != "ok":
                 break
         assert outcome is not None
@@ -218,58 +250,42 @@ class JourneyDriver:
             order_id = ""  # failed before the step that names the order
         return outcome, order_id
 
+    @staticmethod
     def _send(
-        self,
-        session: FastHttpSession,
+        wire: Wire,
         step: CompiledStep,
         headers: dict[str, str] | None,
         values: Mapping[str, Any],
-    ) -> tuple[int, Any, bool, float]:
-        """(status, response, timed out, latency ms) of one request of ``step``."""
+        jar: dict[str, str],
+    ) -> Answer:
+        """One request of ``step``, and its answer."""
         if headers is None:
             headers = {name: t.render(values) for name, t in step.headers}
-        data = None if step.body is None else step.body.render(values)
-        began = time.perf_counter()
-        response: Any = None
-        if step.timeout_s is None:
-            response = session.request(
-                step.method,
-                step.path.render(values),
-                name=step.request_name,
-                data=data,
-                headers=headers,
-            )
-        else:
-            with gevent.Timeout(step.timeout_s, False):
-                response = session.request(
-                    step.method,
-                    step.path.render(values),
-                    name=step.request_name,
-                    data=data,
-                    headers=headers,
-                )
-        latency_ms = (time.perf_counter() - began) * 1000.0
-        if response is None:
-            return 0, None, True, latency_ms
-        error = getattr(response, "error", None)
-        status = int(response.status_code or 0)
-        # geventhttpclient wraps the socket timeout in RetriesExceeded(original=...).
-        cause = getattr(error, "original", error)
-        timed_out = isinstance(cause, TimeoutError | gevent.Timeout) and not status
-        return status, response, timed_out, latency_ms
+        if jar:
+            cookie = "; ".join(f"{name}={value}" for name, value in jar.items())
+            headers = {**headers, "Cookie": cookie}
+        body = None if step.body is None else step.body.render(values)
+        answer = wire.send(
+            step.method, step.path.render(values), body, headers, timeout_s=step.timeout_s
+        )
+        if answer.cookies:
+            jar.update(answer.cookies)
+        return answer
 
     def _step(
         self,
-        session: FastHttpSession,
+        wire: Wire,
         step: CompiledStep,
         headers: dict[str, str] | None,
         values: dict[str, Any],
+        jar: dict[str, str],
     ) -> Attempt:
         deadline = time.perf_counter() + step.poll_timeout_s if step.poll_until else 0.0
         while True:
-            status, response, timed_out, latency_ms = self._send(session, step, headers, values)
+            answer = self._send(wire, step, headers, values, jar)
             tally = self._tally
-            if timed_out:
+            status, latency_ms = answer.status, answer.latency_ms
+            if answer.timed_out:
                 tally.request(latency_ms, ok=False, step=step.timeout_step)
                 return Attempt("timeout", step.timeout_step, None, True)
             if not status:
@@ -278,7 +294,7 @@ class JourneyDriver:
             if status not in step.statuses:
                 name = step.name
                 if step.failure_step is not None:
-                    found = step.failure_step.first(_json(response))
+                    found = step.failure_step.first(_json(answer.body))
                     if type(found) is str and found:
                         name = found
                 tally.request(latency_ms, ok=False, step=name)
@@ -287,7 +303,7 @@ class JourneyDriver:
             if not step.needs_body:
                 tally.request(latency_ms, ok=True)
                 return Attempt("ok", None, status, False)
-            body = _json(response)
+            body = _json(answer.body)
             if body is _BAD_JSON or (step.check is not None and not step.check(body)):
                 tally.request(latency_ms, ok=False, step=step.name)
                 return Attempt("failed", step.name, status, True)
@@ -346,8 +362,8 @@ class JourneyDriver:
         return Attempt("failed", step, None, result.retryable), order_id
 
 
-def _json(response: Any) -> Any:
+def _json(body: bytes) -> Any:
     try:
-        return json.loads(response.content)
+        return json.loads(body)
     except (ValueError, TypeError):
         return _BAD_JSON
