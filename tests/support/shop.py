@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import httpx
 
 from chaoskit.faults.toxiproxy import ProxySpec, ToxiproxyClient
 from chaoskit.stack.local import find_toxiproxy
+from tests.support.ports import free_port
 
 SHOP_API = Path(__file__).resolve().with_name("shop_api.py")
 INVENTORY_PROXY = "inventory"
@@ -55,13 +55,6 @@ class ShopStack:
         )
         answer.raise_for_status()
         return list(answer.json()["order_ids"])
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (127.0.0.1)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from chaoskit.faults.toxiproxy import ToxiproxyClient
-from tests.support.postgres import running_postgres
+from tests.support.postgres import PostgresServer
 from tests.support.shop import ShopStack, running_shop
 
 pytestmark = pytest.mark.integration
@@ -96,12 +96,13 @@ def test_drop_switch_loses_a_confirmed_order(shop: ShopStack, http: httpx.Client
     assert shop.ledger("r-drop") == [kept_id]
 
 
-def test_postgres_ledger(tmp_path: Path, http: httpx.Client):
-    with running_postgres(tmp_path / "pg") as dsn, running_shop(tmp_path / "shop", dsn=dsn) as pg:
-        created = checkout(http, pg, ref="r-sql")
+def test_postgres_ledger(tmp_path: Path, http: httpx.Client, postgres: PostgresServer):
+    ref = f"r-sql-{uuid.uuid4().hex[:8]}"  # the server is the session's: other tests' rows too
+    with running_shop(tmp_path / "shop", dsn=postgres.dsn) as pg:
+        created = checkout(http, pg, ref=ref)
         checkout_id = created.json()["checkout"]["id"]
         assert wait_final(http, pg, checkout_id)["status"] == "confirmed"
-        assert pg.ledger("r-sql") == [checkout_id]
-        with psycopg.connect(dsn) as conn:
-            rows = conn.execute("SELECT id FROM shop_orders WHERE ref = 'r-sql'").fetchall()
+        assert pg.ledger(ref) == [checkout_id]
+        with psycopg.connect(postgres.dsn) as conn:
+            rows = conn.execute("SELECT id FROM shop_orders WHERE ref = %s", (ref,)).fetchall()
         assert rows == [(checkout_id,)]
