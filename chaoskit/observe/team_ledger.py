@@ -21,9 +21,10 @@ import httpx
 
 from chaoskit.errors import InputError, TargetUnreachable
 from chaoskit.journey.paths import parse_json_path, select
-from chaoskit.observe.audit import AuditResult, _read_outcomes
+from chaoskit.observe.audit import AuditResult
 from chaoskit.observe.ledger import CreditRecord, InvariantResult, OrderRecord, reconcile
 from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.outcomes import read_outcomes
 from chaoskit.stack.target import HttpLedger, LedgerSource, SqlLedger, TeamLedger, env_refs
 
 __all__ = [
@@ -213,7 +214,7 @@ def reconcile_team_ledger(
     through the one ``reconcile``; what a list of ids cannot tell (which orders are owed a
     credit, credit times, stock, entitlements) is skipped with why, never passed.
     """
-    told = _read_outcomes(outcomes_dir)
+    told = read_outcomes(outcomes_dir)
     if told.records == 0:
         return AuditResult(
             "skipped", f"no outcome records in {outcomes_dir}", bad_lines=told.bad_lines
