@@ -18,13 +18,14 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from chaoskit.errors import InputError, TargetUnreachable
 from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.observe.aggregate import MetricsAggregator
+from chaoskit.observe.ledger_sources import query_rows
 from chaoskit.observe.prometheus import (
     PrometheusSampler,
     PrometheusSource,
     PromQuery,
     check_queries,
 )
-from chaoskit.observe.team_ledger import TeamLedgerReader, read_sql
+from chaoskit.observe.team_ledger import TeamLedgerReader
 from chaoskit.stack.target import HttpLedger, SqlLedger, TeamLedger
 
 pytestmark = pytest.mark.integration
@@ -210,7 +211,7 @@ def test_a_query_that_writes_is_refused_and_writes_nothing(ledger_db: str) -> No
         dsn="${LEDGER_DSN}", query="INSERT INTO team_orders VALUES ('evil', 'r') RETURNING id"
     )
     with pytest.raises(InputError, match="tried to write"):
-        read_sql(writer, run_id="r", environ={"LEDGER_DSN": ledger_db})
+        query_rows(writer, role="audit.ledger.sql", run_id="r", environ={"LEDGER_DSN": ledger_db})
     with psycopg.connect(ledger_db) as conn:
         assert conn.execute("SELECT count(*) FROM team_orders").fetchone() == (0,)
 
@@ -218,16 +219,18 @@ def test_a_query_that_writes_is_refused_and_writes_nothing(ledger_db: str) -> No
 def test_ledger_errors_never_show_the_dsn(postgres: Any) -> None:
     wrong = postgres.dsn.replace(postgres.password, "not-the-password-" + postgres.password)
     with pytest.raises(TargetUnreachable) as caught:
-        read_sql(
+        query_rows(
             SqlLedger(dsn="${LEDGER_DSN}", query="SELECT 1"),
+            role="audit.ledger.sql",
             run_id="r",
             environ={"LEDGER_DSN": wrong},
         )
     assert postgres.password not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
     with pytest.raises(InputError, match="query failed") as bad:
-        read_sql(
+        query_rows(
             SqlLedger(dsn="${LEDGER_DSN}", query="SELEC id"),
+            role="audit.ledger.sql",
             run_id="r",
             environ={"LEDGER_DSN": postgres.dsn},
         )
