@@ -425,7 +425,7 @@ def test_a_piece_the_target_does_not_name_is_skipped_and_never_a_pass(
 ) -> None:
     team_shop.stack.admin(reset=True)
     team_shop.stack.admin(stock={"latte-s": 2}, oversell=True)  # oversold, but unseen
-    target = team_shop.target("partly", audit=PARTLY_NAMED)
+    target = team_shop.target("partly-target", audit=PARTLY_NAMED)
     code, output, _ = team_shop.run(CREDITS, target, "partly-dry", "--dry-run")
     assert code == 0, output
     for expected in (
