@@ -12,15 +12,14 @@ Invariants (each lists the offending order ids, the first 50 in sorted order):
   oversold           an item has more reserved than stock (ids are item names here)
 
 The reconciliation itself is ``chaoskit.observe.ledger.reconcile`` over typed records; this
-module is the stub stack's adapter: it reads the outcome files and the services' /ledger
-exports into those records. Outcome files can hold millions of lines: they are streamed, and
-only sets of order ids are kept. The orders and credits ledgers are streamed too.
+module is the stub stack's adapter: it reads the services' /ledger exports into those records
+and what clients were told (``chaoskit.observe.outcomes``). The orders and credits ledgers are
+streamed, so millions of records never sit in memory together.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -42,16 +41,13 @@ from chaoskit.observe.ledger import (
     reconcile,
 )
 from chaoskit.observe.metrics import AUDIT_METRICS
+from chaoskit.observe.outcomes import read_outcomes
 
 __all__ = ["AuditResult", "DrainResult", "InvariantResult", "drain", "run_audit"]
 
 AuditStatus = Literal["passed", "failed", "skipped"]
 _MAX_RECORD_CHARS = 1 << 20  # a ledger record is ~200 chars: more unparsed text means bad JSON
 _LEDGER_SERVICES = ("orders", "coupon", "inventory")
-# The engine writes {"intent":..,"order_id":..,"told":..}; these read a line ~8x faster
-# than json.loads. Lines they do not fit (escapes, other layouts) go through json.loads.
-_ORDER_ID = re.compile(r'"order_id"\s*:\s*"([^"\\]*)"')
-_TOLD = re.compile(r'"told"\s*:\s*"(ok|failed|timeout)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +201,7 @@ def run_audit(
     missing = [name for name in _LEDGER_SERVICES if name not in services]
     if missing:
         return AuditResult("skipped", f"the target exposes no ledger for {', '.join(missing)}")
-    told = _read_outcomes(outcomes_dir)
+    told = read_outcomes(outcomes_dir)
     if told.records == 0:
         return AuditResult(
             "skipped",
@@ -260,40 +256,6 @@ def _optional(
         return None, str(exc)
     except _NoArray:
         return None, f"the {service} ledger has no {key} export"
-
-
-def _read_outcomes(outcomes_dir: Path) -> ClientOutcomes:
-    told = ClientOutcomes()
-    if not outcomes_dir.is_dir():
-        return told
-    for path in sorted(outcomes_dir.glob("*.jsonl")):
-        with path.open(encoding="utf-8", errors="replace") as lines:
-            for line in lines:
-                _read_line(line, told)
-    return told
-
-
-def _read_line(line: str, told: ClientOutcomes) -> None:
-    id_match = _ORDER_ID.search(line)
-    told_match = _TOLD.search(line)
-    if id_match is not None and told_match is not None:
-        order_id, verdict = id_match.group(1), told_match.group(1)
-    else:
-        if not line.strip():
-            return
-        try:
-            record = json.loads(line)
-            order_id, verdict = record["order_id"], record["told"]
-        except (ValueError, KeyError, TypeError):
-            told.bad_lines += 1
-            return
-        if not isinstance(order_id, str) or verdict not in ("ok", "failed", "timeout"):
-            told.bad_lines += 1
-            return
-    told.records += 1
-    told.attempted.add(order_id)
-    if verdict == "ok":
-        told.ok.add(order_id)
 
 
 # ---- the stub stack's /ledger records as typed records -------------------------------------

@@ -106,6 +106,8 @@ class ClientOutcomes:
     """Outcome lines read."""
     bad_lines: int = 0
     """Outcome lines that were not records (e.g. cut off by a kill)."""
+    ok_at: dict[str, float] = field(default_factory=dict)
+    """When each order id was first told ok (epoch s); read only when asked for."""
 
 
 @dataclass(frozen=True, slots=True)

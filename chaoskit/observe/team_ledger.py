@@ -1,163 +1,290 @@
-"""The team's ledger: this run's order ids read from an HTTP export or a PostgreSQL query.
+"""The team's ledger: what its records say about this run, reconciled like the stub's.
 
-Readers return ``LedgerRecords`` (order ids, credit ids); ``reconcile_team_ledger`` turns
-them into the audit's typed records and runs the one reconciliation
-(``chaoskit.observe.ledger.reconcile``).
-Secrets (header values, the DSN) come from ``${ENV}`` at read time and never appear in a
-message: errors name the URL or the database host, never the DSN.
+``TeamLedgerReader`` reads a target's ``audit.ledger`` (the orders, and where the target names
+them: the credits, the orders entitled to a credit, the stock) into ``LedgerRecords``;
+``reconcile_team_ledger`` turns them into the audit's typed records and runs the one
+reconciliation (``chaoskit.observe.ledger.reconcile``). ``audit_gaps`` is the one table of
+what cannot be judged without which key: the audit's notes and the run's review read it.
+Reading a source (HTTP, SQL, typed values) is ``chaoskit.observe.ledger_sources``.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
-import httpx
-
-from chaoskit.errors import InputError, TargetUnreachable
+from chaoskit.errors import InputError
 from chaoskit.journey.paths import parse_json_path, select
-from chaoskit.observe.audit import AuditResult, _read_outcomes
-from chaoskit.observe.ledger import CreditRecord, InvariantResult, OrderRecord, reconcile
+from chaoskit.observe.audit import AuditResult
+from chaoskit.observe.ledger import (
+    CreditRecord,
+    InvariantResult,
+    InventoryRecord,
+    OrderRecord,
+    reconcile,
+)
+from chaoskit.observe.ledger_sources import (
+    count,
+    dsn_host,
+    epoch,
+    expand,
+    fetch_json,
+    fill,
+    order_id,
+    query_rows,
+    sql_where,
+    url_where,
+)
 from chaoskit.observe.metrics import AUDIT_METRICS
-from chaoskit.stack.target import HttpLedger, LedgerSource, SqlLedger, TeamLedger, env_refs
+from chaoskit.observe.outcomes import read_outcomes
+from chaoskit.stack.target import (
+    CreditsLedger,
+    LedgerSource,
+    StockLedger,
+    TeamLedger,
+    env_refs,
+)
 
 __all__ = [
+    "CreditRow",
     "LedgerRecords",
     "TeamLedgerReader",
+    "audit_gaps",
     "ledger_hosts",
-    "read_source",
+    "planned_gaps",
+    "read_credits",
+    "read_order_ids",
+    "read_stock",
     "reconcile_team_ledger",
 ]
 
-_TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
+_STOCK_COLUMNS = ("item", "stock", "reserved")
+NO_GRANTS = (
+    "a team's ledger gives no per-buyer grants (who was granted a free order, what was given back)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditRow:
+    """One credit the team's ledger holds."""
+
+    order_id: str
+    credited_at: float | None = None
+    """When it landed (epoch s); None: the ledger gives no credit times."""
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerRecords:
-    """What the team's ledger holds for this run: order ids, and credit rows when named."""
+    """What the team's ledger holds for this run; None where the target names no ledger."""
 
     order_ids: tuple[str, ...]
-    credit_order_ids: tuple[str, ...] | None = None  # one per credit row; None: not named
-    sources: tuple[str, ...] = ()  # where they came from (URL, postgresql://host:port)
+    credits: tuple[CreditRow, ...] | None = None
+    """One per credit row."""
+    credit_times: bool = False
+    """The credits ledger says when each credit landed."""
+    entitled: frozenset[str] | None = None
+    """The orders owed a coupon credit."""
+    stock: tuple[InventoryRecord, ...] | None = None
+    """One per item."""
+    sources: tuple[str, ...] = ()
+    """Where they came from (URL without its query, postgresql://host)."""
 
 
-def _expand(value: str, environ: Mapping[str, str]) -> str:
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in environ:
-            raise InputError(f"environment variable {name} is not set (the ledger needs it)")
-        return environ[name]
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", one, value)
+# ---- what is judged: one table --------------------------------------------------------------
 
 
-def _fill(template: str, run_id: str) -> str:
-    return _TEMPLATE.sub(lambda m: run_id if m.group(1) == "run_id" else m.group(0), template)
-
-
-def read_http(
-    ledger: HttpLedger,
+def audit_gaps(
     *,
-    run_id: str,
-    environ: Mapping[str, str],
-    timeout_s: float = 30.0,
-) -> list[str]:
-    """GET the export for this run and pick the order ids with the JSONPath."""
-    url = _fill(ledger.url, run_id)
-    headers = {name: _expand(value, environ) for name, value in ledger.headers.items()}
-    try:
-        with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0), trust_env=False) as c:
-            response = c.get(url, headers=headers)
-    except httpx.HTTPError as exc:
-        raise TargetUnreachable(f"ledger export {url} cannot be read: {exc}") from exc
-    if response.status_code != 200:
-        raise TargetUnreachable(f"ledger export {url} answered HTTP {response.status_code}")
-    try:
-        document = response.json()
-    except ValueError as exc:
-        raise TargetUnreachable(f"ledger export {url} did not answer JSON: {exc}") from exc
-    ids = select(document, parse_json_path(ledger.order_ids))
-    bad = [v for v in ids if not isinstance(v, str | int) or isinstance(v, bool)]
-    if bad:
-        raise TargetUnreachable(
-            f"ledger export {url}: {ledger.order_ids} reaches {type(bad[0]).__name__} values, "
-            "expected order ids (text or integers)"
-        )
-    return [str(v) for v in ids]
+    credits: bool,
+    credit_times: bool | None,
+    entitled: bool,
+    stock: bool,
+    credit_slo: bool,
+    told_times: bool = True,
+) -> dict[str, str]:
+    """Invariant -> why a team's ledger cannot judge it; the rest are judged.
+
+    ``credit_times`` None: known only when the credits query has run (a ``credited_at``
+    column or not), so late_credits is not listed here. ``told_times``: the run's start is
+    known, so when each client was told ok is too.
+    """
+    gaps = {"lost_entitlements": NO_GRANTS}
+    no_credits = "the target names no credits ledger (audit.ledger.credits)"
+    if not credits:
+        gaps.update(double_credits=no_credits, missing_credits=no_credits)
+        gaps["late_credits"] = no_credits
+    else:
+        if not entitled:
+            gaps["missing_credits"] = (
+                "the target does not say which orders are owed a credit (audit.ledger.entitled)"
+            )
+        if credit_times is False:
+            gaps["late_credits"] = (
+                "the credits ledger gives no credit times (credited_at in audit.ledger.credits)"
+            )
+        elif not credit_slo:
+            gaps["late_credits"] = "no audit.credit_slo in the experiment"
+        elif not told_times:
+            gaps["late_credits"] = "the run's start is unknown, so when clients were told ok is"
+    if not stock:
+        gaps["oversold"] = "the target names no stock ledger (audit.ledger.stock)"
+    return gaps
 
 
-def dsn_host(dsn: str) -> str:
-    """The database host a DSN names (URL or key=value form), lower case; '' for a socket."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        params = conninfo_to_dict(dsn)
-    except Exception as exc:  # psycopg's ProgrammingError: never echo the DSN itself
-        raise InputError(f"the ledger DSN cannot be read ({type(exc).__name__})") from None
-    host = str(params.get("hostaddr") or params.get("host") or "")
-    return "" if host.startswith("/") else host.lower()
-
-
-def read_sql(
-    ledger: SqlLedger,
-    *,
-    run_id: str,
-    environ: Mapping[str, str],
-    timeout_s: float = 30.0,
-) -> list[str]:
-    """Run the query in a read-only transaction; the first column of each row is an id."""
-    import psycopg
-
-    dsn = _expand(ledger.dsn, environ)
-    where = f"postgresql://{dsn_host(dsn) or 'local socket'}"
-    try:
-        with psycopg.connect(dsn, connect_timeout=max(1, int(timeout_s)), autocommit=False) as conn:
-            conn.read_only = True
-            with conn.cursor() as cursor:
-                cursor.execute(
-                    f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}"  # a number we made
-                )
-                params = {"run_id": run_id} if "%(run_id)s" in ledger.query else None
-                cursor.execute(ledger.query, params)
-                rows = cursor.fetchall()
-            conn.rollback()  # read-only: nothing to keep
-    except psycopg.errors.ReadOnlySqlTransaction as exc:
-        raise InputError(f"audit.ledger.sql: the query tried to write ({where})") from exc
-    except (psycopg.ProgrammingError, psycopg.errors.SyntaxError) as exc:
-        raise InputError(
-            f"audit.ledger.sql: the query failed on {where}: {_first_line(exc)}"
-        ) from None
-    except psycopg.Error as exc:
-        raise TargetUnreachable(
-            f"ledger database {where} cannot be read: {_first_line(exc)}"
-        ) from None
-    return [str(row[0]) for row in rows if row and row[0] is not None]
+def planned_gaps(ledger: TeamLedger, *, credit_slo: bool) -> tuple[dict[str, str], str | None]:
+    """``audit_gaps`` of a target's ledger before it is read, and what is known only then."""
+    credit_times: bool | None = None
+    later = None
+    if ledger.credits is not None and ledger.credits.http is not None:
+        http = ledger.credits.http
+        credit_times = http.rows is not None and http.row_fields.credited_at is not None
+    elif ledger.credits is not None and credit_slo:
+        later = "late_credits: judged if audit.ledger.credits.sql returns a credited_at column"
+    gaps = audit_gaps(
+        credits=ledger.credits is not None,
+        credit_times=credit_times,
+        entitled=ledger.entitled is not None,
+        stock=ledger.stock is not None,
+        credit_slo=credit_slo,
+    )
+    return gaps, later
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+# ---- reading ----------------------------------------------------------------------------------
 
 
-def read_source(
-    source: LedgerSource, *, run_id: str, environ: Mapping[str, str]
+def read_order_ids(
+    source: LedgerSource, *, role: str, run_id: str, environ: Mapping[str, str]
 ) -> tuple[list[str], list[str]]:
-    """Order ids from a source's HTTP export and/or SQL query, and where they came from."""
+    """Order ids from a source's HTTP export and/or SQL query (first column), and where from."""
     ids: list[str] = []
     where: list[str] = []
     if source.http is not None:
-        ids.extend(read_http(source.http, run_id=run_id, environ=environ))
-        where.append(urlsplit(_fill(source.http.url, run_id))._replace(query="").geturl())
+        document, url = fetch_json(source.http, run_id=run_id, environ=environ)
+        path = source.http.order_ids
+        what = f"{role}.http.order_ids: {path} in {url}"
+        ids.extend(order_id(v, what) for v in select(document, parse_json_path(path)))
+        where.append(url_where(source.http.url, run_id))
     if source.sql is not None:
-        ids.extend(read_sql(source.sql, run_id=run_id, environ=environ))
-        host = dsn_host(_expand(source.sql.dsn, environ))
-        where.append(f"postgresql://{host or 'local socket'}")
+        _, rows = query_rows(source.sql, role=f"{role}.sql", run_id=run_id, environ=environ)
+        ids.extend(str(row[0]) for row in rows if row and row[0] is not None)
+        where.append(sql_where(source.sql, environ))
     return ids, where
+
+
+def read_credits(
+    source: CreditsLedger, *, run_id: str, environ: Mapping[str, str]
+) -> tuple[list[CreditRow], bool, str]:
+    """Every credit row, whether they carry times, and where they came from."""
+    role = "audit.ledger.credits"
+    if source.http is not None:
+        http = source.http
+        document, url = fetch_json(http, run_id=run_id, environ=environ)
+        where = url_where(http.url, run_id)
+        if http.rows is None:  # the list form: one order id per credit
+            path = http.order_ids or "$[*]"
+            what = f"{role}.http.order_ids: {path} in {url}"
+            found = select(document, parse_json_path(path))
+            return [CreditRow(order_id(v, what)) for v in found], False, where
+        fields = http.row_fields
+        paths = {"order_id": fields.order_id}
+        if fields.credited_at is not None:
+            paths["credited_at"] = fields.credited_at
+        credits = [
+            CreditRow(
+                order_id(row["order_id"], at("order_id")),
+                None if "credited_at" not in row else epoch(row["credited_at"], at("credited_at")),
+            )
+            for row, at in _rows(document, http.rows, paths, f"{role}.http", url)
+        ]
+        return credits, "credited_at" in paths, where
+    assert source.sql is not None  # the model takes exactly one
+    sql = source.sql
+    columns, rows = query_rows(sql, role=f"{role}.sql", run_id=run_id, environ=environ)
+    where = sql_where(sql, environ)
+    if "order_id" in columns:
+        id_at = columns.index("order_id")
+    elif len(columns) == 1:
+        id_at = 0  # one column: the order ids (the list form)
+    else:
+        raise InputError(
+            f"{role}.sql: the query returns columns {', '.join(columns)}; expected an order_id "
+            "column (and optionally credited_at)"
+        )
+    time_at = columns.index("credited_at") if "credited_at" in columns else None
+    credits = []
+    for index, row in enumerate(rows):
+        what = f"{role}.sql: row {index + 1} from {where}"
+        credited = None if time_at is None else epoch(row[time_at], f"{what}, credited_at")
+        credits.append(CreditRow(order_id(row[id_at], f"{what}, order_id"), credited))
+    return credits, time_at is not None, where
+
+
+def read_stock(
+    source: StockLedger, *, run_id: str, environ: Mapping[str, str]
+) -> tuple[list[InventoryRecord], str]:
+    """One record per item, and where it came from."""
+    role = "audit.ledger.stock"
+    if source.http is not None:
+        http = source.http
+        document, url = fetch_json(http, run_id=run_id, environ=environ)
+        paths = http.fields.model_dump()
+        items = [
+            InventoryRecord(
+                item=order_id(row["item"], at("item")),
+                stock=count(row["stock"], at("stock")),
+                reserved=count(row["reserved"], at("reserved")),
+            )
+            for row, at in _rows(document, http.rows, paths, f"{role}.http", url)
+        ]
+        return items, url_where(http.url, run_id)
+    assert source.sql is not None  # the model takes exactly one
+    columns, rows = query_rows(source.sql, role=f"{role}.sql", run_id=run_id, environ=environ)
+    where = sql_where(source.sql, environ)
+    missing = [name for name in _STOCK_COLUMNS if name not in columns]
+    if missing:
+        raise InputError(
+            f"{role}.sql: the query returns columns {', '.join(columns) or 'none'}; expected "
+            f"item, stock and reserved (no {', '.join(missing)}: name them with AS)"
+        )
+    at = {name: columns.index(name) for name in _STOCK_COLUMNS}
+    records = []
+    for index, row in enumerate(rows):
+        what = f"{role}.sql: row {index + 1} from {where}"
+        records.append(
+            InventoryRecord(
+                item=order_id(row[at["item"]], f"{what}, item"),
+                stock=count(row[at["stock"]], f"{what}, stock"),
+                reserved=count(row[at["reserved"]], f"{what}, reserved"),
+            )
+        )
+    return records, where
+
+
+def _rows(
+    document: Any, rows_path: str, paths: Mapping[str, str], role: str, url: str
+) -> Iterator[tuple[dict[str, Any], Callable[[str], str]]]:
+    """Each row's fields by name (one value each), and how to name a field of it in a message."""
+    compiled = {name: parse_json_path(path) for name, path in paths.items()}
+    for index, row in enumerate(select(document, parse_json_path(rows_path))):
+
+        def at(name: str, index: int = index) -> str:
+            return f"{role}.fields.{name}: {paths[name]} in row {index + 1} of {url}"
+
+        values: dict[str, Any] = {}
+        for name, path in compiled.items():
+            found = select(row, path)
+            if len(found) != 1:
+                raise InputError(
+                    f"{at(name)}: expected one value, found "
+                    + ("none" if not found else str(len(found)))
+                )
+            values[name] = found[0]
+        yield values, at
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,34 +296,64 @@ class TeamLedgerReader:
 
     def read(self, run_id: str) -> LedgerRecords:
         """The ledger's records for ``run_id``."""
-        orders, where = read_source(self.ledger, run_id=run_id, environ=self.environ)
-        credits: tuple[str, ...] | None = None
-        if self.ledger.credits is not None:
-            credit_ids, credit_where = read_source(
-                self.ledger.credits, run_id=run_id, environ=self.environ
+        env = self.environ
+        ledger = self.ledger
+        orders, where = read_order_ids(ledger, role="audit.ledger", run_id=run_id, environ=env)
+        credits: tuple[CreditRow, ...] | None = None
+        credit_times = False
+        if ledger.credits is not None:
+            rows, credit_times, source = read_credits(ledger.credits, run_id=run_id, environ=env)
+            credits = tuple(rows)
+            where.append(source)
+        entitled: frozenset[str] | None = None
+        if ledger.entitled is not None:
+            owed, sources = read_order_ids(
+                ledger.entitled, role="audit.ledger.entitled", run_id=run_id, environ=env
             )
-            credits = tuple(credit_ids)
-            where.extend(w for w in credit_where if w not in where)
-        # Both sources of one list: an order in either is in the ledger.
-        return LedgerRecords(tuple(dict.fromkeys(orders)), credits, tuple(where))
+            entitled = frozenset(owed)
+            where.extend(sources)
+        stock: tuple[InventoryRecord, ...] | None = None
+        if ledger.stock is not None:
+            items, source = read_stock(ledger.stock, run_id=run_id, environ=env)
+            stock = tuple(items)
+            where.append(source)
+        return LedgerRecords(
+            # Both sources of one list: an order in either is in the ledger.
+            order_ids=tuple(dict.fromkeys(orders)),
+            credits=credits,
+            credit_times=credit_times,
+            entitled=entitled,
+            stock=stock,
+            sources=tuple(dict.fromkeys(where)),
+        )
 
-    def audit(self, run_id: str, outcomes_dir: Path) -> AuditResult:
-        """Read the ledger and reconcile it with what clients were told."""
-        return reconcile_team_ledger(self.read(run_id), outcomes_dir)
+    def audit(
+        self,
+        run_id: str,
+        outcomes_dir: Path,
+        *,
+        credit_slo_s: float | None = None,
+        started_at: float | None = None,
+    ) -> AuditResult:
+        """Read the ledger and reconcile it with what clients were told.
+
+        ``started_at``: the run's start (epoch s), from which the outcome files count time.
+        """
+        return reconcile_team_ledger(
+            self.read(run_id), outcomes_dir, credit_slo_s=credit_slo_s, started_at=started_at
+        )
 
 
 def ledger_hosts(ledger: TeamLedger, environ: Mapping[str, str]) -> dict[str, str]:
     """Role -> URL of every ledger endpoint, for the allow-list (the DSN as host only)."""
     hosts: dict[str, str] = {}
-    for role, source in (("audit.ledger", ledger), ("audit.ledger.credits", ledger.credits)):
-        if source is None:
-            continue
+    for role, source in ledger.sources().items():
         if source.http is not None:
-            hosts[f"{role}.http"] = _TEMPLATE.sub("x", source.http.url)
+            hosts[f"{role}.http"] = fill(source.http.url, "x")
         if source.sql is not None:
             names = env_refs(source.sql.dsn)
             if all(name in environ for name in names):
-                host = dsn_host(_expand(source.sql.dsn, environ))
+                host = dsn_host(expand(source.sql.dsn, environ))
                 hosts[f"{role}.sql"] = f"postgresql://{host or 'localhost'}"
     return hosts
 
@@ -205,48 +362,67 @@ def reconcile_team_ledger(
     records: LedgerRecords,
     outcomes_dir: Path,
     *,
+    credit_slo_s: float | None = None,
+    started_at: float | None = None,
     clock: Callable[[], float] = time.time,
 ) -> AuditResult:
-    """Lost and phantom orders (and double credits where credits are named), with ids.
+    """Every invariant the team's ledger can tell, with ids; the rest skipped with why.
 
-    The team's ids become the audit's typed records (``chaoskit.observe.ledger``) and go
-    through the one ``reconcile``; what a list of ids cannot tell (which orders are owed a
-    credit, credit times, stock, entitlements) is skipped with why, never passed.
+    The team's rows become the audit's typed records (``chaoskit.observe.ledger``) and go
+    through the one ``reconcile``. A credit is late when it landed more than
+    ``credit_slo_s`` after its order was first told ok (the outcome files count from
+    ``started_at``); a team's ledger has no durable queue, so an owed credit that has not
+    landed by the audit is missing.
     """
-    told = _read_outcomes(outcomes_dir)
+    timed = records.credit_times and credit_slo_s is not None and started_at is not None
+    told = read_outcomes(outcomes_dir, started_at=started_at if timed else None)
     if told.records == 0:
         return AuditResult(
             "skipped", f"no outcome records in {outcomes_dir}", bad_lines=told.bad_lines
         )
+    entitled = records.entitled or frozenset()
     orders = (
-        OrderRecord(order_id=o, user_id="", created_at=0.0, eligible=False, live=True)
+        OrderRecord(order_id=o, user_id="", created_at=0.0, eligible=o in entitled, live=True)
         for o in records.order_ids
-    )
-    credits = (
-        CreditRecord(order_id=o, order_time=0.0, credited_at=0.0)
-        for o in records.credit_order_ids or ()
     )
     found = reconcile(
         told,
         orders=orders,
-        credits=credits,
+        credits=_credit_records(records.credits or (), told.ok_at),
         queue=None,
         grants=None,
-        items=(),
-        credit_slo_s=None,
+        items=records.stock or (),
+        credit_slo_s=credit_slo_s if timed else None,
         now=clock(),
-        no_grants_note="the team's ledger names no entitlements",
+        no_grants_note=NO_GRANTS,
     )
     invariants = dict(found.invariants)
-    untold = {
-        "missing_credits": "the team's ledger does not say which orders are owed a credit",
-        "late_credits": "the team's ledger has no credit times",
-        "oversold": "the target names no stock ledger",
-    }
-    if records.credit_order_ids is None:
-        untold["double_credits"] = "the target names no credits ledger (audit.ledger.credits)"
-    for name, why in untold.items():
+    gaps = audit_gaps(
+        credits=records.credits is not None,
+        credit_times=records.credit_times,
+        entitled=records.entitled is not None,
+        stock=records.stock is not None,
+        credit_slo=credit_slo_s is not None,
+        told_times=started_at is not None,
+    )
+    for name, why in gaps.items():
         invariants[name] = InvariantResult.skip(why)
     return AuditResult.judged(
-        {name: invariants[name] for name in AUDIT_METRICS if name in invariants}, told
+        {name: invariants[name] for name in AUDIT_METRICS if name in invariants},
+        told,
+        credit_slo_s=credit_slo_s,
     )
+
+
+def _credit_records(
+    credits: Sequence[CreditRow], told_ok_at: Mapping[str, float]
+) -> Iterator[CreditRecord]:
+    for credit in credits:
+        landed = credit.credited_at or 0.0
+        # The delay runs from when the buyer was told ok; a credit of an order no client was
+        # told ok about has no such moment, so none is counted (its own time: 0 s late).
+        yield CreditRecord(
+            order_id=credit.order_id,
+            order_time=told_ok_at.get(credit.order_id, landed),
+            credited_at=landed,
+        )

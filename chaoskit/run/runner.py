@@ -796,7 +796,12 @@ class Runner:
                     drain(self.endpoints.services, timeout_s=self.settings.drain_timeout_s)
                 else:
                     time.sleep(min(_END_GRACE_S, self.settings.drain_timeout_s))
-                audit = self.settings.ledger.audit(self.run_id, self.run_dir / "outcomes")
+                audit = self.settings.ledger.audit(
+                    self.run_id,
+                    self.run_dir / "outcomes",
+                    credit_slo_s=self.experiment.audit.credit_slo,
+                    started_at=self._t0,
+                )
             except ChaoskitError as exc:
                 # The team's ledger could not be read: nothing was judged, an error.
                 status = "error"

@@ -23,14 +23,15 @@ from chaoskit.errors import InputError, SafetyRefusal
 from chaoskit.experiment.durations import format_duration
 from chaoskit.experiment.models import Experiment
 from chaoskit.faults.toxiproxy import ToxiproxyClient
-from chaoskit.observe.metrics import METRICS
+from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
 from chaoskit.observe.team import team_hosts
+from chaoskit.observe.team_ledger import planned_gaps
 from chaoskit.planning import FaultWindow, Plan
 from chaoskit.run.settings import stack_settings
 from chaoskit.stack.endpoints import StackEndpoints
 from chaoskit.stack.target import AttachTarget, Target, env_refs
 
-__all__ = ["PlannedFault", "SafetyReview", "preflight"]
+__all__ = ["PlannedFault", "ReviewedStep", "SafetyReview", "preflight"]
 
 _LEDGER_SERVICES = ("orders", "coupon", "inventory")  # what the audit reconciles
 # Computed only where the target names an entitlement (eligibility) ledger.
@@ -64,6 +65,15 @@ class PlannedFault:
         return f"{start} .. {end}"
 
 
+@dataclass(frozen=True, slots=True)
+class ReviewedStep:
+    """One request of the run's journey, as the review shows it."""
+
+    name: str
+    method: str
+    path: str  # the template, as written: values are filled per intent
+
+
 @dataclass(frozen=True, kw_only=True)
 class SafetyReview:
     """What an attach run will do, shown before it starts; carries its caps and watchdog TTL."""
@@ -83,6 +93,10 @@ class SafetyReview:
     header_names: tuple[str, ...]  # values are never shown
     env_vars: tuple[str, ...]
     tag: str  # "X-Chaoskit-Run: chaoskit"
+    journey: str = ""  # its name and kind: "shop-checkout (2 steps)", "agent-buyer (built in)"
+    steps: tuple[ReviewedStep, ...] = ()  # a steps journey's requests, in order
+    audit: str = ""  # whose ledger the audit reads ("the team's ledger (audit.ledger)")
+    audit_judged: tuple[str, ...] = ()  # the invariants the audit will judge
     skipped: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     watchdog_ttl_s: float = 30.0
@@ -120,6 +134,14 @@ class SafetyReview:
         if self.env_vars:
             say(f"from the environment: {', '.join(self.env_vars)}")
         say(f"every order is tagged {self.tag}")
+        if self.journey:
+            say(f"journey: {self.journey}")
+        width = max((len(step.name) for step in self.steps), default=0)
+        for step in self.steps:
+            say(f"  {step.name:<{width}}  {step.method} {step.path}")
+        if self.audit:
+            judged = ", ".join(self.audit_judged) or "nothing"
+            say(f"audit from {self.audit}: judges {judged}")
         say(
             "watchdog: faults are removed if the run stops heartbeating for "
             f"{format_duration(self.watchdog_ttl_s)}"
@@ -154,7 +176,9 @@ def preflight(
     notes: list[str] = []
     _check_load(plan, target, notes)
     faults = tuple(_check_fault(w, target, endpoints) for w in plan.fault_windows)
-    skipped, settings = _skipped(experiment, endpoints, target)
+    skipped, settings = _skipped(experiment, endpoints, target, notes)
+    journey, steps = _journey(experiment, target)
+    audit, judged = _audit(experiment, endpoints, target)
     # Last: the only network call, made once everything else passed.
     _check_proxies(target, proxies_of or _proxy_names)
     return SafetyReview(
@@ -173,6 +197,10 @@ def preflight(
         header_names=tuple(target.headers),
         env_vars=tuple(target.env_vars()),
         tag=f"{target.tag.header}: {target.tag.value}",
+        journey=journey,
+        steps=steps,
+        audit=audit,
+        audit_judged=judged,
         skipped=tuple(skipped),
         notes=tuple(notes),
         watchdog_ttl_s=target.watchdog.ttl,
@@ -304,7 +332,7 @@ def _check_fault(
 
 
 def _skipped(
-    experiment: Experiment, endpoints: StackEndpoints, target: AttachTarget
+    experiment: Experiment, endpoints: StackEndpoints, target: AttachTarget, notes: list[str]
 ) -> tuple[list[str], dict[str, dict[str, object]]]:
     """What the run cannot do on this target (with why), and the /admin settings it will apply."""
     services = endpoints.services
@@ -320,14 +348,15 @@ def _skipped(
     missing = [s for s in _LEDGER_SERVICES if s not in services]
     unaudited: set[str] = set()
     if target.audit is not None:
-        # The team's ledger: lost/phantom orders (double credits where credits are named).
+        # The team's ledger: what it does not name is skipped, one line each, with the key.
         missing = []
-        unaudited = {"missing_credits", "late_credits", "lost_entitlements", "oversold"}
-        if target.audit.ledger.credits is None:
-            unaudited.add("double_credits")
-        skipped.append(
-            f"audit of {', '.join(sorted(unaudited))}: the target's audit.ledger does not tell"
+        gaps, later = planned_gaps(
+            target.audit.ledger, credit_slo=experiment.audit.credit_slo is not None
         )
+        unaudited = set(gaps)
+        skipped.extend(f"audit of {name}: {why}" for name, why in gaps.items())
+        if later is not None:
+            notes.append(later)
     elif missing:
         skipped.append(f"audit (lost/phantom orders, credits): no /ledger for {', '.join(missing)}")
     no_grants = target.audit is None and not missing and "eligibility" not in services
@@ -344,13 +373,50 @@ def _skipped(
                 (METRICS[check.metric].source == "server" and not services)
                 or (METRICS[check.metric].source == "audit" and missing)
                 or check.metric in unaudited
-                or (no_grants and check.metric in _ENTITLEMENT_METRICS)
+                or (
+                    (no_grants or target.audit is not None) and check.metric in _ENTITLEMENT_METRICS
+                )
             )
         }
     )
     if server_checks:
         skipped.append(f"checks on {', '.join(server_checks)}: no data from this target")
     return skipped, applied
+
+
+def _journey(experiment: Experiment, target: AttachTarget) -> tuple[str, tuple[ReviewedStep, ...]]:
+    """The run's journey (the experiment's, else the target's, else the built-in) and its
+    requests."""
+    journey = experiment.load.journey or target.journey
+    if journey is None or journey.builtin is not None:
+        step = ReviewedStep("order", "POST", target.gateway.orders_path)
+        return "agent-buyer (built in)", (step,)
+    if journey.python is not None:
+        named = f", steps {', '.join(journey.step_names)}" if journey.step_names else ""
+        return f"{journey.name}: Python function {journey.python}{named}", ()
+    steps = tuple(
+        ReviewedStep(step.name, step.request.method, step.request.path) for step in journey.steps
+    )
+    return f"{journey.name} ({len(steps)} step{'s' if len(steps) != 1 else ''})", steps
+
+
+def _audit(
+    experiment: Experiment, endpoints: StackEndpoints, target: AttachTarget
+) -> tuple[str, tuple[str, ...]]:
+    """Whose ledger the audit reads and the invariants it will judge ("" and (): none)."""
+    if target.audit is not None:
+        gaps, later = planned_gaps(
+            target.audit.ledger, credit_slo=experiment.audit.credit_slo is not None
+        )
+        unsure = {"late_credits"} if later is not None else set()
+        judged = tuple(n for n in AUDIT_METRICS if n not in gaps and n not in unsure)
+        return "the team's ledger (audit.ledger)", judged
+    if any(s not in endpoints.services for s in _LEDGER_SERVICES):
+        return "", ()
+    skip = set() if "eligibility" in endpoints.services else {"lost_entitlements"}
+    if experiment.audit.credit_slo is None:
+        skip.add("late_credits")
+    return "the services' /ledger", tuple(n for n in AUDIT_METRICS if n not in skip)
 
 
 def _proxy_names(url: str) -> list[str]:

@@ -47,15 +47,22 @@ __all__ = [
     "AttachGateway",
     "AttachTarget",
     "AuditSettings",
+    "CreditFields",
+    "CreditsLedger",
     "DockerImageSettings",
     "DockerTarget",
+    "HttpCredits",
+    "HttpExport",
     "HttpLedger",
+    "HttpStock",
     "LedgerSource",
     "LocalTarget",
     "PortLayout",
     "RunTag",
     "SqlLedger",
     "StackSettings",
+    "StockFields",
+    "StockLedger",
     "Target",
     "TeamLedger",
     "ToxiproxyServer",
@@ -285,26 +292,23 @@ def _check_template_url(value: str) -> str:
     return value
 
 
-class HttpLedger(_Strict):
-    """An HTTP export of the team's ledger: GET ``url`` (``{{run_id}}`` filled in)."""
+def _json_path(value: str) -> str:
+    from chaoskit.journey.paths import parse_json_path
+
+    parse_json_path(value)  # raises ValueError with what is wrong
+    return value
+
+
+class HttpExport(_Strict):
+    """GET ``url`` (``{{run_id}}`` filled in) with ``headers`` (values may name ``${ENV}``)."""
 
     url: str
-    # A JSONPath to the order ids in the answer, e.g. "$.orders[*].id".
-    order_ids: str = Field(default="$[*]", min_length=1)
-    headers: dict[str, str] = Field(default_factory=dict)  # values may name ${ENV_VAR}
+    headers: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         return _check_template_url(value)
-
-    @field_validator("order_ids")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        from chaoskit.journey.paths import parse_json_path
-
-        parse_json_path(value)  # raises ValueError with what is wrong
-        return value
 
     @field_validator("headers")
     @classmethod
@@ -312,11 +316,91 @@ class HttpLedger(_Strict):
         return _check_header_templates(headers)
 
 
+class HttpLedger(HttpExport):
+    """An HTTP export of order ids: a JSONPath to them in the answer, e.g. "$.orders[*].id"."""
+
+    order_ids: str = Field(default="$[*]", min_length=1)
+
+    @field_validator("order_ids")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _json_path(value)
+
+
+class CreditFields(_Strict):
+    """Where a credit row keeps each field: JSONPaths relative to the row."""
+
+    order_id: str = Field(default="$.order_id", min_length=1)
+    # When the credit landed: epoch seconds or ISO 8601 with a time zone. None: no times.
+    credited_at: str | None = Field(default=None, min_length=1)
+
+    @field_validator("order_id", "credited_at")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else _json_path(value)
+
+
+class HttpCredits(HttpExport):
+    """An HTTP export of credits: one order id per credit (``order_ids``, the list form), or
+    one object per credit (``rows``) with its ``fields`` read relative to each row."""
+
+    order_ids: str | None = Field(default=None, min_length=1)
+    rows: str | None = Field(default=None, min_length=1)
+    fields: CreditFields | None = None
+
+    @field_validator("order_ids", "rows")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else _json_path(value)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> HttpCredits:
+        if self.order_ids is not None and self.rows is not None:
+            raise _problem(
+                "expected order_ids (one id per credit) or rows with fields, not both", "rows"
+            )
+        if self.fields is not None and self.rows is None:
+            raise _problem("fields are read relative to each row: give rows too", "fields")
+        return self
+
+    @property
+    def row_fields(self) -> CreditFields:
+        """The fields of a row (the defaults when none are named)."""
+        return self.fields or CreditFields()
+
+
+class StockFields(_Strict):
+    """Where a stock row keeps each field: JSONPaths relative to the row."""
+
+    item: str = Field(default="$.item", min_length=1)  # the item's id (sku)
+    stock: str = Field(default="$.stock", min_length=1)  # how many there were to sell
+    reserved: str = Field(default="$.reserved", min_length=1)  # how many were sold or held
+
+    @field_validator("item", "stock", "reserved")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _json_path(value)
+
+
+class HttpStock(HttpExport):
+    """An HTTP export of stock: one object per item (``rows``), its ``fields`` in each row."""
+
+    rows: str = Field(min_length=1)
+    fields: StockFields = Field(default_factory=StockFields)
+
+    @field_validator("rows")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return _json_path(value)
+
+
 class SqlLedger(_Strict):
     """A query against the team's PostgreSQL, run in a read-only transaction.
 
     ``dsn`` must come from the environment (``${LEDGER_DSN}``); ``query`` may use
-    ``%(run_id)s`` and returns one order id per row (the first column).
+    ``%(run_id)s``. Order ids (orders, entitled): the first column of each row. Credits and
+    stock: columns by name (credits: ``order_id``, optional ``credited_at``; stock: ``item``,
+    ``stock``, ``reserved``); a credits query of one column is its order ids.
     """
 
     dsn: str
@@ -349,11 +433,55 @@ class LedgerSource(_Strict):
         return self
 
 
-class TeamLedger(LedgerSource):
-    """`audit.ledger`: this run's order ids in the team's records, and optionally its credits."""
+class _RowsSource(_Strict):
+    # Rows from two exports of one ledger would count each credit (or sale) twice: one only.
+    @model_validator(mode="after")
+    def _exactly_one(self) -> _RowsSource:
+        given = [name for name in ("http", "sql") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise _problem(
+                "expected http or sql, not both: each row is counted, so two exports of one "
+                "ledger would count it twice"
+                if given
+                else "expected http or sql"
+            )
+        return self
 
-    # One order id per coupon credit row: double credits are counted where it is given.
-    credits: LedgerSource | None = None
+
+class CreditsLedger(_RowsSource):
+    """`audit.ledger.credits`: one row per coupon credit that landed."""
+
+    http: HttpCredits | None = None
+    sql: SqlLedger | None = None
+
+
+class StockLedger(_RowsSource):
+    """`audit.ledger.stock`: one row per item: its stock and how many were reserved."""
+
+    http: HttpStock | None = None
+    sql: SqlLedger | None = None
+
+
+class TeamLedger(LedgerSource):
+    """`audit.ledger`: this run's order ids in the team's records, and the ledgers that let
+    the audit judge credits and stock (each optional: what is not named is skipped)."""
+
+    # One row per credit: double credits; with credited_at, late credits.
+    credits: CreditsLedger | None = None
+    # The orders owed a coupon credit (free orders): with credits, missing credits.
+    entitled: LedgerSource | None = None
+    # Per item stock and reservations: oversold.
+    stock: StockLedger | None = None
+
+    def sources(self) -> dict[str, LedgerSource | CreditsLedger | StockLedger]:
+        """Every source this ledger names, by its place in the target file."""
+        named = {
+            "audit.ledger": self,
+            "audit.ledger.credits": self.credits,
+            "audit.ledger.entitled": self.entitled,
+            "audit.ledger.stock": self.stock,
+        }
+        return {role: source for role, source in named.items() if source is not None}
 
 
 class AuditSettings(_Strict):
@@ -452,11 +580,8 @@ class AttachTarget(_TargetBase):
             names.extend(n for n in env_refs(value) if n not in names)
         return names
 
-    def _ledger_sources(self) -> list[LedgerSource]:
-        if self.audit is None:
-            return []
-        ledger = self.audit.ledger
-        return [ledger] if ledger.credits is None else [ledger, ledger.credits]
+    def _ledger_sources(self) -> list[LedgerSource | CreditsLedger | StockLedger]:
+        return [] if self.audit is None else list(self.audit.ledger.sources().values())
 
     def metric_names(self) -> tuple[str, ...]:
         """The metric names this target's PromQL queries add."""

@@ -85,10 +85,19 @@ class TeamShop:
     password: str
     work: Path
 
-    def target(self, name: str, *, ledger: tuple[str, ...] = ("http", "sql")) -> Path:
+    def target(
+        self, name: str, *, ledger: tuple[str, ...] = ("http", "sql"), audit: str | None = None
+    ) -> Path:
+        """A target file for the shop; ``audit`` (its text, ``{api}`` filled in) replaces
+        the ledger made of ``ledger``'s parts."""
         path = self.work / f"{name}.yaml"
         parts = {"http": HTTP_LEDGER.format(api=self.stack.api_url), "sql": SQL_LEDGER}
-        audit = "audit:\n  ledger:\n" + "".join(parts[p] for p in ledger) if ledger else ""
+        if audit is not None:
+            audit = audit.replace("{api}", self.stack.api_url)
+        elif ledger:
+            audit = "audit:\n  ledger:\n" + "".join(parts[p] for p in ledger)
+        else:
+            audit = ""
         path.write_text(
             textwrap.dedent(
                 f"""\
@@ -109,13 +118,15 @@ class TeamShop:
         )
         return path
 
-    def run(self, experiment: str, target: Path, name: str) -> tuple[int, str, Path | None]:
+    def run(
+        self, experiment: str, target: Path, name: str, *flags: str
+    ) -> tuple[int, str, Path | None]:
         path = self.work / f"{name}.yaml"
         path.write_text(experiment)
         reports = self.work / f"reports-{name}"
         done = subprocess.run(
             [CHAOSKIT, "run", str(path), "--target", str(target), "--yes", "--no-dashboard"]
-            + ["--reports-dir", str(reports)],
+            + ["--reports-dir", str(reports), *flags],
             cwd=self.work,
             env={
                 **os.environ,
@@ -274,3 +285,173 @@ def test_a_guardrail_on_the_shops_promql_failures_aborts_and_rolls_back(
     with ToxiproxyClient(team_shop.stack.toxiproxy_url) as client:
         proxy = client.proxy(team_shop.stack.inventory_proxy)
         assert proxy.enabled and not client.toxics(team_shop.stack.inventory_proxy)
+
+
+# The whole ledger: orders, credits with their times, the orders owed a credit, the stock.
+FULL_HTTP_LEDGER = """\
+audit:
+  ledger:
+    http: {url: "{api}/api/v2/ledger?ref={{run_id}}", order_ids: "$.order_ids[*]"}
+    credits:
+      http:
+        url: "{api}/api/v2/credits?ref={{run_id}}"
+        rows: "$.credits[*]"
+        fields: {order_id: $.order, credited_at: $.at}
+    entitled:
+      http: {url: "{api}/api/v2/ledger?ref={{run_id}}", order_ids: "$.entitled[*]"}
+    stock:
+      http:
+        url: "{api}/api/v2/stock"
+        rows: "$.items[*]"
+        fields: {item: $.sku, stock: $.capacity, reserved: $.sold}
+"""
+FULL_SQL_LEDGER = """\
+audit:
+  ledger:
+    sql: {dsn: "${SHOP_LEDGER_DSN}", query: "SELECT id FROM shop_orders WHERE ref = %(run_id)s"}
+    credits:
+      sql:
+        dsn: ${SHOP_LEDGER_DSN}
+        query: SELECT order_id, credited_at FROM shop_credits WHERE ref = %(run_id)s
+    entitled:
+      sql:
+        dsn: ${SHOP_LEDGER_DSN}
+        query: SELECT id FROM shop_orders WHERE ref = %(run_id)s AND entitled
+    stock:
+      sql: {dsn: "${SHOP_LEDGER_DSN}", query: "SELECT sku AS item, stock, reserved FROM shop_stock"}
+"""
+FULL_LEDGERS = {"http": FULL_HTTP_LEDGER, "sql": FULL_SQL_LEDGER}
+JUDGED = (
+    "lost_orders",
+    "phantom_orders",
+    "double_credits",
+    "missing_credits",
+    "late_credits",
+    "oversold",
+)
+
+CREDITS = """\
+version: 1
+name: shop-credits
+seed: 7
+recovery: 2s
+audit: {credit_slo: 1s}
+load:
+  model: open
+  behaviour: {reclick: 0, request_timeout: 2s}
+  shape: {kind: constant, for: 6s, rate: 10}
+hypothesis:
+""" + "".join(f"  - {{metric: {name}, max: 0}}\n" for name in JUDGED)
+
+
+def invariants(data: dict[str, Any]) -> dict[str, tuple[int, list[str], str | None]]:
+    found = data["audit"]["invariants"]
+    return {n: (i["count"], sorted(i["order_ids"]), i.get("skipped")) for n, i in found.items()}
+
+
+@pytest.mark.parametrize("ledger", ["http", "sql"])
+def test_a_clean_run_judges_credits_and_stock_from_the_teams_ledger(
+    team_shop: TeamShop, ledger: str
+) -> None:
+    team_shop.stack.admin(reset=True)
+    target = team_shop.target(f"full-{ledger}", audit=FULL_LEDGERS[ledger])
+    code, output, run_dir = team_shop.run(CREDITS, target, f"clean-{ledger}")
+    assert run_dir is not None, output
+    data = summary_of(run_dir)
+    found = invariants(data)
+    assert code == 0, output + json.dumps(data["audit"], indent=1)
+    for name in JUDGED:
+        assert found[name] == (0, [], None), (name, found[name])
+    assert found["lost_entitlements"][2]  # a team's ledger has no grants: skipped, with why
+    # Something was there to judge: owed orders, their credits, stock sold.
+    run_id = data["run_id"]
+    assert len(team_shop.stack.entitled(run_id)) >= 10
+    assert len(team_shop.stack.credits(run_id)) == len(team_shop.stack.entitled(run_id))
+    audited = {c["metric"]: c for c in data["checks"] if c["kind"] == "audit"}
+    assert set(audited) == set(JUDGED) and all(c["ok"] for c in audited.values())
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert team_shop.password.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("ledger", ["http", "sql"])
+def test_each_knob_is_found_by_its_invariant_with_the_order_ids(
+    team_shop: TeamShop, ledger: str
+) -> None:
+    team_shop.stack.admin(reset=True)
+    team_shop.stack.admin(
+        skip_credit_next=2,
+        double_credit_next=2,
+        late_credit_next=2,
+        late_by_s=2.0,
+        stock={"latte-s": 2},
+        oversell=True,
+    )
+    target = team_shop.target(f"full-{ledger}", audit=FULL_LEDGERS[ledger])
+    code, output, run_dir = team_shop.run(CREDITS, target, f"knobs-{ledger}")
+    assert run_dir is not None, output
+    data = summary_of(run_dir)
+    found = invariants(data)
+    broken = team_shop.stack.broken()
+    ok = told(run_dir, "ok")
+    assert code == 1, output
+    assert len(broken["double"]) == len(broken["late"]) == len(broken["skipped"]) == 2, broken
+    assert found["double_credits"] == (2, sorted(broken["double"]), None)
+    # Owed, told ok, never credited; credited 2 s after the buyer was told ok (SLO 1 s).
+    missing = sorted(set(broken["skipped"]) & ok)
+    late = sorted(set(broken["late"]) & ok)
+    assert missing and late, (broken, len(ok))
+    assert found["missing_credits"] == (len(missing), missing, None)
+    assert found["late_credits"] == (len(late), late, None)
+    assert team_shop.stack.stock()["latte-s"][1] > 2  # sold past its stock of 2
+    assert found["oversold"] == (1, ["latte-s"], None)
+    assert found["lost_orders"][:2] == found["phantom_orders"][:2] == (0, [])
+    failed = {c["metric"] for c in data["checks"] if c["kind"] == "audit" and c["ok"] is False}
+    assert failed == {"double_credits", "missing_credits", "late_credits", "oversold"}
+    team_shop.stack.admin(reset=True)
+
+
+PARTLY_NAMED = """\
+audit:
+  ledger:
+    http: {url: "{api}/api/v2/ledger?ref={{run_id}}", order_ids: "$.order_ids[*]"}
+    credits:            # the list form: one order id per credit, no times
+      http: {url: "{api}/api/v2/credits?ref={{run_id}}", order_ids: "$.credits[*].order"}
+"""
+
+
+def test_a_piece_the_target_does_not_name_is_skipped_and_never_a_pass(
+    team_shop: TeamShop,
+) -> None:
+    team_shop.stack.admin(reset=True)
+    team_shop.stack.admin(stock={"latte-s": 2}, oversell=True)  # oversold, but unseen
+    target = team_shop.target("partly-target", audit=PARTLY_NAMED)
+    code, output, _ = team_shop.run(CREDITS, target, "partly-dry", "--dry-run")
+    assert code == 0, output
+    for expected in (
+        "journey: shop-checkout (2 steps)",
+        "checkout  POST /api/v2/checkout",
+        "confirm   GET /api/v2/checkout/{{checkout_id}}",
+        "judges lost_orders, phantom_orders, double_credits",
+        "skipped: audit of oversold: the target names no stock ledger (audit.ledger.stock)",
+        "skipped: audit of late_credits: the credits ledger gives no credit times",
+        "skipped: checks on late_credits, missing_credits, oversold: no data from this target",
+        "dry run: nothing was touched",
+    ):
+        assert expected in output, expected
+    code, output, run_dir = team_shop.run(CREDITS, target, "partly")
+    assert run_dir is not None, output
+    data = summary_of(run_dir)
+    found = invariants(data)
+    # Judged from what the target names ...
+    assert found["double_credits"] == (0, [], None) and found["lost_orders"] == (0, [], None)
+    # ... and the rest skipped with the key that would give it, never passed.
+    assert "audit.ledger.stock" in str(found["oversold"][2])
+    assert "audit.ledger.entitled" in str(found["missing_credits"][2])
+    assert "credited_at" in str(found["late_credits"][2])
+    unjudged = {c["metric"]: c for c in data["checks"] if c["ok"] is None}
+    assert set(unjudged) == {"missing_credits", "late_credits", "oversold"}
+    assert "audit.ledger.stock" in unjudged["oversold"]["note"]
+    assert not any(c["kind"] == "audit" and c["metric"] == "oversold" for c in data["checks"])
+    assert (code, data["verdict"]) == (4, "error"), output
+    team_shop.stack.admin(reset=True)

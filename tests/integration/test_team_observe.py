@@ -18,14 +18,23 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from chaoskit.errors import InputError, TargetUnreachable
 from chaoskit.exit_codes import exit_code_for_error
 from chaoskit.observe.aggregate import MetricsAggregator
+from chaoskit.observe.ledger_sources import query_rows
 from chaoskit.observe.prometheus import (
     PrometheusSampler,
     PrometheusSource,
     PromQuery,
     check_queries,
 )
-from chaoskit.observe.team_ledger import TeamLedgerReader, read_sql
-from chaoskit.stack.target import HttpLedger, SqlLedger, TeamLedger
+from chaoskit.observe.team_ledger import TeamLedgerReader, read_credits, read_stock
+from chaoskit.stack.target import (
+    CreditsLedger,
+    HttpLedger,
+    HttpStock,
+    SqlLedger,
+    StockFields,
+    StockLedger,
+    TeamLedger,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +219,7 @@ def test_a_query_that_writes_is_refused_and_writes_nothing(ledger_db: str) -> No
         dsn="${LEDGER_DSN}", query="INSERT INTO team_orders VALUES ('evil', 'r') RETURNING id"
     )
     with pytest.raises(InputError, match="tried to write"):
-        read_sql(writer, run_id="r", environ={"LEDGER_DSN": ledger_db})
+        query_rows(writer, role="audit.ledger.sql", run_id="r", environ={"LEDGER_DSN": ledger_db})
     with psycopg.connect(ledger_db) as conn:
         assert conn.execute("SELECT count(*) FROM team_orders").fetchone() == (0,)
 
@@ -218,17 +227,54 @@ def test_a_query_that_writes_is_refused_and_writes_nothing(ledger_db: str) -> No
 def test_ledger_errors_never_show_the_dsn(postgres: Any) -> None:
     wrong = postgres.dsn.replace(postgres.password, "not-the-password-" + postgres.password)
     with pytest.raises(TargetUnreachable) as caught:
-        read_sql(
+        query_rows(
             SqlLedger(dsn="${LEDGER_DSN}", query="SELECT 1"),
+            role="audit.ledger.sql",
             run_id="r",
             environ={"LEDGER_DSN": wrong},
         )
     assert postgres.password not in str(caught.value)
     assert "127.0.0.1" in str(caught.value)
     with pytest.raises(InputError, match="query failed") as bad:
-        read_sql(
+        query_rows(
             SqlLedger(dsn="${LEDGER_DSN}", query="SELEC id"),
+            role="audit.ledger.sql",
             run_id="r",
             environ={"LEDGER_DSN": postgres.dsn},
         )
     assert postgres.password not in str(bad.value)
+
+
+def test_a_field_or_column_the_ledger_lacks_is_one_line_naming_the_key(
+    http_export: tuple[str, type[_Export]], ledger_db: str
+) -> None:
+    url, handler = http_export
+    handler.document = {"items": [{"sku": "a", "capacity": 3, "sold": 1}, {"sku": "b"}]}
+    stock = StockLedger(http=HttpStock(url=url + "/stock", rows="$.items[*]", fields=FIELDS))
+    with pytest.raises(InputError) as caught:
+        read_stock(stock, run_id="r", environ={})
+    assert str(caught.value) == (
+        f"audit.ledger.stock.http.fields.stock: $.capacity in row 2 of {url}/stock: expected "
+        "one value, found none"
+    )
+    with psycopg.connect(ledger_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO team_orders VALUES ('o1', 'r')")
+    env = {"LEDGER_DSN": ledger_db}
+    two_columns = SqlLedger(dsn="${LEDGER_DSN}", query="SELECT id, run_ref FROM team_orders")
+    with pytest.raises(InputError, match="expected an order_id column") as no_id:
+        read_credits(CreditsLedger(sql=two_columns), run_id="r", environ=env)
+    assert "audit.ledger.credits.sql: the query returns columns id, run_ref" in str(no_id.value)
+    naive = SqlLedger(
+        dsn="${LEDGER_DSN}",
+        query="SELECT id AS order_id, now()::timestamp AS credited_at FROM team_orders",
+    )
+    with pytest.raises(InputError, match="row 1 .*, credited_at: a time without a time zone"):
+        read_credits(CreditsLedger(sql=naive), run_id="r", environ=env)
+    sold = SqlLedger(dsn="${LEDGER_DSN}", query="SELECT 'a' AS item, 3 AS stock")
+    with pytest.raises(InputError, match=r"expected item, stock and reserved \(no reserved"):
+        read_stock(StockLedger(sql=sold), run_id="r", environ=env)
+    for error in (caught.value, no_id.value):
+        assert ledger_db not in str(error) and "\n" not in str(error)
+
+
+FIELDS = StockFields(item="$.sku", stock="$.capacity", reserved="$.sold")

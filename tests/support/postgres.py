@@ -1,95 +1,99 @@
 """A throwaway PostgreSQL server for the tests: ``initdb`` into a temp folder, a free port.
 
-    with running_postgres(tmp_path / "pg") as dsn:
-        psycopg.connect(dsn)
+    server = start_postgres()            # or the session fixture ``postgres`` (tests/conftest.py)
+    psycopg.connect(server.dsn)
+    server.stop()
 
-Debian's ``postgresql`` binaries; when the tests run as root the server runs as the
-``postgres`` user (PostgreSQL refuses root). Trust auth on 127.0.0.1 only.
+Debian's ``postgresql`` binaries (``make setup-tools``). When the tests run as root the server
+runs as the ``postgres`` user (PostgreSQL refuses root). It listens on 127.0.0.1 only, with a
+password (scram-sha-256): the DSN carries a secret, so tests can check it leaks nowhere.
 """
 
 from __future__ import annotations
 
-import contextlib
+import glob
 import os
-import pwd
+import secrets
 import shutil
 import subprocess
-import time
-from collections.abc import Iterator
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.shop import free_port
+from tests.support.ports import free_port
 
-_PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
-
-
-def _binary(name: str) -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    for folder in _PG_BIN_DIRS:
-        if (folder / name).exists():
-            return str(folder / name)
-    raise RuntimeError(f"{name} not found: install Debian's postgresql")
+__all__ = ["PostgresServer", "start_postgres"]
 
 
-def _as_owner(argv: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return argv
-    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *argv]
+@dataclass
+class PostgresServer:
+    """A running PostgreSQL: ``dsn`` carries its password (a secret in the tests' eyes)."""
+
+    port: int
+    user: str
+    password: str
+    folder: Path
+    bin_dir: Path
+    run_as: list[str] = field(default_factory=list)
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self.run_as, str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.folder / "data")]
+            + ["-m", "fast", "-w"],
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def running_postgres(work: Path) -> Iterator[str]:
-    """Start PostgreSQL with its data in ``work``; yields a DSN; stops and removes it on exit."""
-    work.mkdir(parents=True, exist_ok=True)
-    data = work / "data"
-    if os.geteuid() == 0:
-        owner = pwd.getpwnam("postgres")
-        os.chown(work, owner.pw_uid, owner.pw_gid)
-        # The server must reach its folder through every parent (pytest's tmp is 0700).
-        for parent in work.parents:
-            if parent == Path("/tmp") or parent == Path("/"):
-                break
-            os.chmod(parent, os.stat(parent).st_mode | 0o711)
-    done = subprocess.run(
-        _as_owner([_binary("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"]),
+def _postgres_bin() -> Path:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        raise RuntimeError("postgresql is not installed: run make setup-tools")
+    return Path(found[-1]).parent
+
+
+def start_postgres() -> PostgresServer:
+    """``initdb`` into a temp folder and ``pg_ctl start`` on a free 127.0.0.1 port."""
+    bin_dir = _postgres_bin()
+    folder = Path(tempfile.mkdtemp(prefix="chaoskit-pg-"))
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        shutil.chown(folder, "postgres", "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    password = "pw-" + secrets.token_hex(8)
+    pwfile = folder / "pw"
+    pwfile.write_text(password + "\n")
+    if run_as:
+        shutil.chown(pwfile, "postgres", "postgres")
+    port = free_port()
+    user = "chaoskit"
+    subprocess.run(
+        [*run_as, str(bin_dir / "initdb"), "-D", str(folder / "data"), "-U", user]
+        + [f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=trust"]
+        + ["--no-sync", "-E", "UTF8"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    pwfile.unlink()
+    server = PostgresServer(port, user, password, folder, bin_dir, run_as)
+    started = subprocess.run(
+        [*run_as, str(bin_dir / "pg_ctl"), "start", "-D", str(folder / "data"), "-w"]
+        + ["-l", str(folder / "postgres.log")]
+        + ["-o", f"-k {folder} -p {port} -c listen_addresses=127.0.0.1 -c fsync=off"],
         capture_output=True,
         text=True,
+        check=False,
+        timeout=60,
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr or done.stdout}")
-    port = free_port()
-    log = work / "postgres.log"
-    with log.open("wb") as log_file:
-        server = subprocess.Popen(
-            _as_owner(
-                [_binary("postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port)]
-                + ["-k", str(work), "-c", "fsync=off"]
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
-    dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    try:
-        import psycopg
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                psycopg.connect(dsn, connect_timeout=2).close()
-                break
-            except psycopg.OperationalError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"postgres did not start: {log.read_text()[-2000:]}"
-                    ) from None
-                time.sleep(0.1)
-        yield dsn
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=5)
+    if started.returncode != 0:
+        log = (folder / "postgres.log").read_text(errors="replace")[-2000:]
+        server.stop()
+        raise RuntimeError(f"pg_ctl start failed: {started.stderr} {log}")
+    return server

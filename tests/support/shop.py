@@ -14,18 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from chaoskit.faults.toxiproxy import ProxySpec, ToxiproxyClient
 from chaoskit.stack.local import find_toxiproxy
+from tests.support.ports import free_port
 
 SHOP_API = Path(__file__).resolve().with_name("shop_api.py")
 INVENTORY_PROXY = "inventory"
@@ -48,20 +49,32 @@ class ShopStack:
         result: dict[str, object] = answer.json()
         return result
 
+    def broken(self) -> dict[str, list[str]]:
+        """What the knobs broke so far: kind (dropped, double, late, skipped) -> order ids."""
+        found: dict[str, list[str]] = self._get("/api/v2/admin")["broken"]
+        return found
+
     def ledger(self, ref: str) -> list[str]:
         """The order ids the shop recorded for ``ref`` (its HTTP ledger export)."""
-        answer = httpx.get(
-            f"{self.api_url}/api/v2/ledger", params={"ref": ref}, trust_env=False, timeout=10
-        )
+        return list(self._get("/api/v2/ledger", ref=ref)["order_ids"])
+
+    def entitled(self, ref: str) -> list[str]:
+        """The recorded orders of ``ref`` owed a coupon credit."""
+        return list(self._get("/api/v2/ledger", ref=ref)["entitled"])
+
+    def credits(self, ref: str) -> list[dict[str, str]]:
+        """The coupon credits written for ``ref``: ``{"order", "at"}``, one per credit."""
+        return list(self._get("/api/v2/credits", ref=ref)["credits"])
+
+    def stock(self) -> dict[str, tuple[int, int]]:
+        """Sku -> (stock, sold)."""
+        items = self._get("/api/v2/stock")["items"]
+        return {item["sku"]: (item["capacity"], item["sold"]) for item in items}
+
+    def _get(self, path: str, **params: str) -> Any:
+        answer = httpx.get(f"{self.api_url}{path}", params=params, trust_env=False, timeout=10)
         answer.raise_for_status()
-        return list(answer.json()["order_ids"])
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (127.0.0.1)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        return answer.json()
 
 
 def _wait_http(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 
 from chaoskit.faults.toxiproxy import ToxiproxyClient
-from tests.support.postgres import running_postgres
+from tests.support.postgres import PostgresServer
 from tests.support.shop import ShopStack, running_shop
 
 pytestmark = pytest.mark.integration
@@ -96,12 +97,74 @@ def test_drop_switch_loses_a_confirmed_order(shop: ShopStack, http: httpx.Client
     assert shop.ledger("r-drop") == [kept_id]
 
 
-def test_postgres_ledger(tmp_path: Path, http: httpx.Client):
-    with running_postgres(tmp_path / "pg") as dsn, running_shop(tmp_path / "shop", dsn=dsn) as pg:
-        created = checkout(http, pg, ref="r-sql")
+def test_postgres_ledger(tmp_path: Path, http: httpx.Client, postgres: PostgresServer):
+    ref = f"r-sql-{uuid.uuid4().hex[:8]}"  # the server is the session's: other tests' rows too
+    with running_shop(tmp_path / "shop", dsn=postgres.dsn) as pg:
+        created = checkout(http, pg, ref=ref)
         checkout_id = created.json()["checkout"]["id"]
         assert wait_final(http, pg, checkout_id)["status"] == "confirmed"
-        assert pg.ledger("r-sql") == [checkout_id]
-        with psycopg.connect(dsn) as conn:
-            rows = conn.execute("SELECT id FROM shop_orders WHERE ref = 'r-sql'").fetchall()
+        assert pg.ledger(ref) == [checkout_id]
+        with psycopg.connect(postgres.dsn) as conn:
+            rows = conn.execute("SELECT id FROM shop_orders WHERE ref = %s", (ref,)).fetchall()
         assert rows == [(checkout_id,)]
+
+
+def _confirmed(http: httpx.Client, shop: ShopStack, ref: str, sku: str = "boba-l") -> str:
+    created = http.post(
+        f"{shop.api_url}/api/v2/checkout",
+        json={"sku": sku, "quantity": 2, "customer": "c1", "ref": ref},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    checkout_id = str(created.json()["checkout"]["id"])
+    assert wait_final(http, shop, checkout_id)["status"] == "confirmed"
+    return checkout_id
+
+
+def _credit_knobs_and_stock(shop: ShopStack, http: httpx.Client, ref: str) -> None:
+    shop.admin(reset=True)
+    shop.admin(skip_credit_next=1, double_credit_next=1, late_credit_next=1, late_by_s=0.4)
+    ids = [_confirmed(http, shop, ref) for _ in range(4)]
+    latte = _confirmed(http, shop, ref, sku="latte-s")  # not on promotion: owed nothing
+    time.sleep(0.8)  # the late credit lands
+    assert shop.entitled(ref) == ids and shop.ledger(ref) == [*ids, latte]
+    credits = shop.credits(ref)
+    assert [c["order"] for c in credits] == [ids[1], ids[1], ids[3], ids[2]]
+    assert shop.broken() == {"skipped": [ids[0]], "double": [ids[1]], "late": [ids[2]]}
+    at = {c["order"]: datetime.fromisoformat(c["at"]) for c in credits}
+    assert (at[ids[2]] - at[ids[3]]).total_seconds() >= 0.3  # late: after the one behind it
+    # Stock: a sku's stock is kept; past it a checkout fails, unless the shop oversells.
+    shop.admin(stock={"tea-m": 3})
+    _confirmed(http, shop, ref, sku="tea-m")
+    created = checkout(http, shop, ref=ref)  # boba-l: plenty
+    assert wait_final(http, shop, created.json()["checkout"]["id"])["status"] == "confirmed"
+    second = http.post(
+        f"{shop.api_url}/api/v2/checkout",
+        json={"sku": "tea-m", "quantity": 2, "customer": "c1", "ref": ref},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+    view = wait_final(http, shop, second.json()["checkout"]["id"])
+    assert (view["status"], view["reason"]) == ("failed", "out_of_stock")
+    assert shop.stock()["tea-m"] == (3, 2)
+    shop.admin(oversell=True)
+    _confirmed(http, shop, ref, sku="tea-m")
+    assert shop.stock()["tea-m"] == (3, 4)
+    shop.admin(reset=True)
+    assert shop.stock()["tea-m"] == (1_000_000, 0) and shop.broken() == {}
+
+
+def test_credits_and_stock_with_their_knobs_in_memory(shop: ShopStack, http: httpx.Client):
+    _credit_knobs_and_stock(shop, http, f"r-knobs-{uuid.uuid4().hex[:8]}")
+
+
+def test_credits_and_stock_with_their_knobs_in_postgres(
+    tmp_path: Path, http: httpx.Client, postgres: PostgresServer
+):
+    ref = f"r-knobs-{uuid.uuid4().hex[:8]}"
+    with running_shop(tmp_path / "shop", dsn=postgres.dsn) as pg:
+        _credit_knobs_and_stock(pg, http, ref)
+        with psycopg.connect(postgres.dsn) as conn:
+            rows = conn.execute(
+                "SELECT order_id, credited_at FROM shop_credits WHERE ref = %s ORDER BY id", (ref,)
+            ).fetchall()
+    # 4 for the knobs' orders (one skipped, one doubled), 3 for the promotion orders after.
+    assert len(rows) == 7 and all(at.tzinfo is not None for _, at in rows)

@@ -20,7 +20,7 @@ from chaoskit.observe.aggregate import MetricsAggregator
 from chaoskit.observe.exporter import RunMetrics
 from chaoskit.observe.histogram import LatencyHistogram
 from chaoskit.observe.prometheus import merge_sources
-from chaoskit.observe.team_ledger import LedgerRecords, reconcile_team_ledger
+from chaoskit.observe.team_ledger import CreditRow, LedgerRecords, reconcile_team_ledger
 from chaoskit.stack.target import parse_target
 
 BASE = """\
@@ -154,7 +154,8 @@ def test_the_team_ledger_names_lost_and_phantom_orders(tmp_path: Path) -> None:
 
 def test_credits_are_audited_where_the_target_names_them(tmp_path: Path) -> None:
     outcomes = _outcomes(tmp_path / "outcomes", [("o1", "ok"), ("o2", "ok")])
-    records = LedgerRecords(("o1", "o2"), credit_order_ids=("o1", "o2", "o2", "elsewhere"))
+    credits = tuple(CreditRow(o) for o in ("o1", "o2", "o2", "elsewhere"))
+    records = LedgerRecords(("o1", "o2"), credits=credits)
     result = reconcile_team_ledger(records, outcomes)
     assert result.invariants["lost_orders"].count == 0
     assert result.invariants["double_credits"].order_ids == ("o2",)

@@ -268,3 +268,87 @@ def test_without_an_eligibility_ledger_the_entitlement_audit_is_skipped_with_a_n
         "skipped: audit (lost entitlements, free orders honoured): no eligibility /ledger" in text
     )
     assert "skipped: checks on lost_entitlements: no data from this target" in text
+
+
+TEAM_TARGET = """\
+version: 1
+kind: attach
+name: shop
+gateway: {url: "http://127.0.0.1:18610"}
+toxiproxy:
+  - url: http://127.0.0.1:18674
+    proxies: {inventory: inventory}
+allowed_hosts: [127.0.0.1]
+caps: {max_rate: 50}
+journey:
+  name: shop-checkout
+  steps:
+    - name: checkout
+      request: {method: POST, path: /api/v2/checkout, json: {ref: "{{run_id}}"}}
+      extract: {checkout_id: $.checkout.id}
+    - name: confirm
+      request: {method: GET, path: "/api/v2/checkout/{{checkout_id}}"}
+  order_id: "{{checkout_id}}"
+audit:
+  ledger:
+    http: {url: "http://127.0.0.1:18610/api/v2/ledger?ref={{run_id}}", order_ids: "$.order_ids[*]"}
+    credits:
+      http: {url: "http://127.0.0.1:18610/api/v2/credits?ref={{run_id}}", rows: "$.credits[*]",
+             fields: {credited_at: $.credited_at}}
+"""
+
+TEAM_EXPERIMENT = """\
+version: 1
+name: shop-unit
+audit: {credit_slo: 5s}
+load:
+  model: open
+  shape: {kind: constant, for: 10s, rate: 5}
+hypothesis:
+  - {metric: lost_orders, max: 0}
+  - {metric: oversold, max: 0}
+"""
+
+
+def test_an_attach_review_lists_the_journey_and_what_the_audit_judges_and_skips() -> None:
+    result = review(target=TEAM_TARGET, experiment=TEAM_EXPERIMENT, proxies=["inventory"])
+    assert result.journey == "shop-checkout (2 steps)"
+    assert [(s.name, s.method, s.path) for s in result.steps] == [
+        ("checkout", "POST", "/api/v2/checkout"),
+        ("confirm", "GET", "/api/v2/checkout/{{checkout_id}}"),
+    ]
+    assert result.audit_judged == (
+        "lost_orders",
+        "phantom_orders",
+        "double_credits",
+        "late_credits",
+    )
+    text = rendered(result)
+    for expected in (
+        "journey: shop-checkout (2 steps)",
+        "  checkout  POST /api/v2/checkout",
+        "  confirm   GET /api/v2/checkout/{{checkout_id}}",
+        "audit from the team's ledger (audit.ledger): judges lost_orders, phantom_orders, "
+        "double_credits, late_credits",
+        "skipped: audit of missing_credits: the target does not say which orders are owed a "
+        "credit (audit.ledger.entitled)",
+        "skipped: audit of oversold: the target names no stock ledger (audit.ledger.stock)",
+        "skipped: audit of lost_entitlements:",
+        "skipped: checks on oversold: no data from this target",
+    ):
+        assert expected in text, expected
+    # The experiment without a credit SLO: late credits are not judged either, and say why.
+    no_slo = review(
+        target=TEAM_TARGET,
+        experiment=TEAM_EXPERIMENT.replace("audit: {credit_slo: 5s}\n", ""),
+        proxies=["inventory"],
+    )
+    assert "late_credits" not in no_slo.audit_judged
+    assert "audit of late_credits: no audit.credit_slo in the experiment" in rendered(no_slo)
+
+
+def test_the_built_in_journey_is_reviewed_as_its_one_request() -> None:
+    result = review()
+    assert result.journey == "agent-buyer (built in)"
+    assert [(s.name, s.method, s.path) for s in result.steps] == [("order", "POST", "/orders")]
+    assert "audit from the services' /ledger: judges lost_orders" in rendered(result)
