@@ -143,14 +143,39 @@ def _child_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _measured(step: Any) -> dict[str, Any]:
-    """Run ``step``; add the CPU seconds its processes used and requests per CPU second."""
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds process ``pid`` and its live descendants have used so far."""
+    total = _proc_cpu_s(pid)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                with contextlib.suppress(OSError):
+                    total += _tree_cpu_s(int(child))
+    return total
+
+
+def _measured(step: Any, server_pid: int | None = None) -> dict[str, Any]:
+    """Run ``step``; add the CPU seconds its processes used and requests per CPU second,
+    and the CPU seconds the server (``server_pid`` and its workers) spent answering."""
     before = _child_cpu_s()
+    server_before = _tree_cpu_s(server_pid) if server_pid else 0.0
     result: dict[str, Any] = step()
     cpu = _child_cpu_s() - before
     result["cpu_s"] = round(cpu, 2)
     result["requests_per_cpu_s"] = round(result["requests"] / cpu, 1) if cpu else None
+    if server_pid:
+        result["server_cpu_s"] = round(_tree_cpu_s(server_pid) - server_before, 2)
     return result
+
+
+def _scaling_ceiling(one: dict[str, Any], cores: int) -> float:
+    """The most ``cores`` allow two workers over one process, at one process's CPU cost per
+    request in the engine and in the server: with the server on the same cores, one process
+    already uses (engine + server) CPU per second, and two workers can use no more than
+    all the cores."""
+    engine_per_request = one["steady_cpu_s"] / one["steady_requests"]
+    server_per_request = one["server_cpu_s"] / one["requests"]
+    return cores / (one["rps"] * (engine_per_request + server_per_request))
 
 
 def _wrk(users: int, duration: int) -> dict[str, Any]:
@@ -449,7 +474,7 @@ def main() -> int:
         return _main_journeys(args)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing (Debian package wrk)")
-    console = Console()
+    console = Console(width=120)
     workdir = Path(tempfile.mkdtemp(prefix="chaoskit-bench-engine-"))
     nginx = _start_nginx(workdir)
     results: dict[str, Any] = {}
@@ -464,7 +489,7 @@ def main() -> int:
         ]
         for name, step in steps:
             console.print(f"[dim]measuring {name} ...[/dim]")
-            results[name] = _measured(step)
+            results[name] = _measured(step, nginx.pid)
         # well below capacity: other work on a shared machine moves capacity a lot
         rate = min(1000.0, round(results["chaoskit_w0"]["rps"] * 0.3, -1))
         console.print(f"[dim]measuring open-model accuracy at {rate:.0f}/s ...[/dim]")
@@ -482,6 +507,12 @@ def main() -> int:
         "chaoskit_w0_vs_locust_p1": results["chaoskit_w0"]["rps"] / results["locust_p1"]["rps"],
         "chaoskit_w2_vs_locust_p2": results["chaoskit_w2"]["rps"] / results["locust_p2"]["rps"],
         "chaoskit_w2_vs_w0": results["chaoskit_w2"]["rps"] / results["chaoskit_w0"]["rps"],
+        # what the machine's cores allow that ratio, nginx sharing them (see _scaling_ceiling)
+        "chaoskit_w2_vs_w0_ceiling": _scaling_ceiling(results["chaoskit_w0"], os.cpu_count() or 1),
+        # engine CPU per request, one process over two workers (master included): 1.0 means
+        # scaling out costs nothing per request
+        "chaoskit_w2_vs_w0_per_cpu": results["chaoskit_w2"]["requests_per_cpu_s"]
+        / results["chaoskit_w0"]["requests_per_cpu_s"],
         "chaoskit_w0_vs_wrk": results["chaoskit_w0"]["rps"] / results["wrk"]["rps"],
         # CPU efficiency: robust when other work shares the machine
         "chaoskit_w0_vs_locust_p1_per_cpu": results["chaoskit_w0"]["requests_per_cpu_s"]
@@ -495,15 +526,19 @@ def main() -> int:
     table = Table(title=f"load engine, {args.users} users, {args.duration} s each, nginx")
     for column in ("measurement", "requests/s", "requests/CPU-s", "ratio", "goal"):
         table.add_column(column, justify="right" if column != "measurement" else "left")
+    table.add_column("nginx us/request", justify="right")
     for name in ("wrk", "locust_p1", "chaoskit_w0", "locust_p2", "chaoskit_w2"):
         row = results[name]
-        table.add_row(name, f"{row['rps']:.0f}", f"{row['requests_per_cpu_s'] or 0:.0f}", "", "")
+        server = f"{1e6 * row['server_cpu_s'] / row['requests']:.1f}" if row["requests"] else ""
+        table.add_row(
+            name, f"{row['rps']:.0f}", f"{row['requests_per_cpu_s'] or 0:.0f}", "", "", server
+        )
     for name, value in ratios.items():
         goal = goals.get(name)
         mark = (
             "" if goal is None else ">= {:.2f} {}".format(goal, "ok" if value >= goal else "MISS")
         )
-        table.add_row(name, "", "", f"{value:.3f}", mark)
+        table.add_row(name, "", "", f"{value:.3f}", mark, "")
     accuracy = results["open_accuracy"]
     table.add_row(
         f"open model {accuracy['rate']:.0f}/s achieved/scheduled",
