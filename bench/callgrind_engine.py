@@ -16,7 +16,10 @@ import costs are not counted. Variants:
   the seeded intent). (``stats``, Locust's runner listening to request events, only
   applies to the engine before its journeys sent through ``chaoskit.load.wire``.)
 
-Writes bench/out/callgrind_engine.json and prints a table.
+``--native`` runs the same children without valgrind and reports CPU time (user + system,
+from ``getrusage``) per request over the window instead: what the instructions cost on the
+machine (kernel time, cache misses), beside what callgrind counts. Writes
+bench/out/callgrind_engine.json (``--native``: native_engine.json) and prints a table.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -35,12 +39,20 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_FILE = BENCH_DIR / "out" / "callgrind_engine.json"
 PARTS = ("stats", "outcomes", "tally", "intent")
+_NATIVE_MODE = False
 
 
 # -- the child: runs under valgrind ------------------------------------------------------------
 
 
+_NATIVE: list[tuple[float, float]] = []  # --native: (user, system) CPU seconds at each mark
+
+
 def _callgrind(command: str) -> None:
+    if _NATIVE_MODE:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        _NATIVE.append((usage.ru_utime, usage.ru_stime))
+        return
     subprocess.run(
         ["callgrind_control", command, str(os.getpid())],
         stdout=subprocess.DEVNULL,
@@ -61,7 +73,13 @@ def _measure_window(count: Any, window_s: float, warmup_s: float) -> dict[str, A
     _callgrind("-d")
     after_dump = count()
     # callgrind acts on the command between our two reads: take the middle of each pair.
-    return {"requests": ((before_dump + after_dump) - (before + after_zero)) / 2.0}
+    result: dict[str, Any] = {
+        "requests": ((before_dump + after_dump) - (before + after_zero)) / 2.0
+    }
+    if _NATIVE_MODE:
+        (user0, sys0), (user1, sys1) = _NATIVE[-2:]
+        result["user_s"], result["system_s"] = user1 - user0, sys1 - sys0
+    return result
 
 
 def _child_locust(url: str, users: int, window_s: float, warmup_s: float) -> dict[str, Any]:
@@ -152,6 +170,8 @@ def _child_chaoskit(
 
 
 def _child(args: argparse.Namespace) -> int:
+    global _NATIVE_MODE
+    _NATIVE_MODE = bool(args.native)
     variant = str(args.child)
     if variant == "locust":
         result = _child_locust(args.url, args.users, args.window, args.warmup)
@@ -174,10 +194,9 @@ def _total_ir(path: Path) -> int:
 
 def _run_variant(variant: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     out = workdir / f"{variant}.cg"
+    grind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     command = [
-        "valgrind",
-        "--tool=callgrind",
-        f"--callgrind-out-file={out}",
+        *([] if args.native else grind),
         sys.executable,
         "-m",
         "bench.callgrind_engine",
@@ -191,6 +210,7 @@ def _run_variant(variant: str, args: argparse.Namespace, workdir: Path) -> dict[
         str(args.window),
         "--warmup",
         str(args.warmup),
+        *(["--native"] if args.native else []),
     ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=1800, cwd=BENCH_DIR.parent
@@ -200,6 +220,13 @@ def _run_variant(variant: str, args: argparse.Namespace, workdir: Path) -> dict[
     if line is None:
         raise SystemExit(f"{variant} failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(line.split(" ", 1)[1])
+    if args.native:
+        requests = max(1.0, result["requests"])
+        result["cpu_us_per_request"] = round(
+            1e6 * (result["user_s"] + result["system_s"]) / requests, 1
+        )
+        result["user_us_per_request"] = round(1e6 * result["user_s"] / requests, 1)
+        return result
     dumps = sorted(workdir.glob(f"{variant}.cg.*"))  # .1 is the window's dump
     window_ir = _total_ir(dumps[0])
     result["instructions"] = window_ir
@@ -216,6 +243,11 @@ def main() -> int:
     parser.add_argument("--variants", default="locust,chaoskit")
     parser.add_argument("--child", default=None)
     parser.add_argument("--url", default=None)
+    parser.add_argument(
+        "--native",
+        action="store_true",
+        help="no valgrind: CPU time (user + system) per request over the window instead",
+    )
     args = parser.parse_args()
     if args.child:
         return _child(args)
@@ -237,16 +269,19 @@ def main() -> int:
         nginx.terminate()
         nginx.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
-    base = results.get("locust", {}).get("instructions_per_request")
-    table = Table(title=f"instructions per request (callgrind), {args.users} users, nginx")
-    for column in ("variant", "requests", "instr/request", "vs locust"):
+    key = "cpu_us_per_request" if args.native else "instructions_per_request"
+    base = results.get("locust", {}).get(key)
+    what = "CPU us (user + system)" if args.native else "instructions (callgrind)"
+    table = Table(title=f"{what} per request, {args.users} users, nginx")
+    for column in ("variant", "requests", "per request", "vs locust"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for name, row in results.items():
-        ratio = f"{row['instructions_per_request'] / base:.3f}" if base else ""
-        table.add_row(name, f"{row['requests']:.0f}", f"{row['instructions_per_request']:,}", ratio)
+        ratio = f"{row[key] / base:.3f}" if base else ""
+        table.add_row(name, f"{row['requests']:.0f}", f"{row[key]:,}", ratio)
     console.print(table)
     OUT_FILE.parent.mkdir(parents=True, exist_ok=True)
-    OUT_FILE.write_text(json.dumps({"users": args.users, "results": results}, indent=2))
+    out = OUT_FILE.with_name("native_engine.json") if args.native else OUT_FILE
+    out.write_text(json.dumps({"users": args.users, "results": results}, indent=2))
     return 0
 
 
