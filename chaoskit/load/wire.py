@@ -112,8 +112,8 @@ class Wire:
             return self._send(method, path, body, headers, began)
         # Cut off mid-request: geventhttpclient releases a socket cut off while it reads,
         # not one cut off while it sends, which would hold a pool slot for good. A new pool
-        # costs one connect; the old one closes its sockets as they come back.
-        self._client.close()
+        # costs one connect. The old one is dropped, not closed: requests other greenlets
+        # still have in it finish there, and its sockets close when it is collected.
         self._client = HTTPClient(**self._options)
         return Answer(0, b"", (time.perf_counter() - began) * 1000.0, timed_out=True)
 
