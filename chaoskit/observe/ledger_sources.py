@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from chaoskit._secrets import expand as expand_secret
+from chaoskit._secrets import expand_headers
 from chaoskit.errors import InputError, TargetUnreachable
 from chaoskit.stack.target import HttpExport, SqlLedger
 
@@ -39,15 +41,8 @@ _TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 
 
 def expand(value: str, environ: Mapping[str, str]) -> str:
-    """``${NAME}`` replaced by its value in ``environ`` (unset: InputError naming it)."""
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in environ:
-            raise InputError(f"environment variable {name} is not set (the ledger needs it)")
-        return environ[name]
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", one, value)
+    """``${NAME}`` in a ledger's DSN replaced by its value (unset: InputError naming it)."""
+    return expand_secret(value, environ, needed_by="the ledger")
 
 
 def fill(template: str, run_id: str) -> str:
@@ -69,7 +64,7 @@ def fetch_json(
 ) -> tuple[Any, str]:
     """GET the export for this run: (the JSON document, the URL asked)."""
     url = fill(export.url, run_id)
-    headers = {name: expand(value, environ) for name, value in export.headers.items()}
+    headers = expand_headers(export.headers, environ, needed_by="the ledger")
     try:
         with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0), trust_env=False) as c:
             response = c.get(url, headers=headers)
