@@ -138,7 +138,7 @@ def rehearse(
         loaded, stack_target, allowed_hosts=_allowed_hosts(stack_target, backend)
     )
     if team.prometheus is not None:
-        check_queries(team.prometheus)
+        check_queries(team.prometheus, environ=team.environ)
     if metrics_port is not None:
         check_port_free(metrics_port)
     extra.update(prometheus=team.prometheus, ledger=team.ledger, metrics_port=metrics_port)

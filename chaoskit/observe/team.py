@@ -2,17 +2,19 @@
 
 ``team_observation`` turns an experiment and its target into the typed parts the runner
 takes (``PrometheusSource``, ``TeamLedgerReader``) and refuses, before anything runs, a
-metric no query defines or a host off the allow-list (exit 2). ``check_queries`` (the one
-network call, each query once) is left to the caller, after a dry run has returned.
+metric no query defines, a host off the allow-list or a Prometheus header naming an unset
+``${ENV_VAR}`` (exit 2). ``check_queries`` (the one network call, each query once) is left
+to the caller, after a dry run has returned.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from chaoskit._secrets import env_refs
 from chaoskit.errors import InputError, SafetyRefusal
 from chaoskit.experiment.models import Experiment
 from chaoskit.observe.metrics import METRICS
@@ -20,7 +22,13 @@ from chaoskit.observe.prometheus import PrometheusSource, merge_sources
 from chaoskit.observe.team_ledger import TeamLedgerReader, ledger_hosts
 from chaoskit.stack.target import AttachTarget, Target
 
-__all__ = ["TeamObservation", "team_hosts", "team_observation"]
+__all__ = [
+    "TeamObservation",
+    "check_team_env",
+    "team_env_vars",
+    "team_hosts",
+    "team_observation",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +37,8 @@ class TeamObservation:
 
     prometheus: PrometheusSource | None
     ledger: TeamLedgerReader | None
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+    """Where header and DSN ``${ENV_VAR}``s are read, at request time only."""
 
 
 def _source(experiment: Experiment, target: Target) -> PrometheusSource | None:
@@ -47,6 +57,27 @@ def team_hosts(
     if isinstance(target, AttachTarget) and target.audit is not None:
         hosts.update(ledger_hosts(target.audit.ledger, environ))
     return hosts
+
+
+def team_env_vars(experiment: Experiment, target: Target) -> list[str]:
+    """The environment variables the run's Prometheus headers name, in file order."""
+    source = _source(experiment, target)
+    names: list[str] = []
+    for value in () if source is None else source.headers.values():
+        names.extend(name for name in env_refs(value) if name not in names)
+    return names
+
+
+def check_team_env(experiment: Experiment, target: Target, environ: Mapping[str, str]) -> None:
+    """Refuse (exit 2, before anything starts) a Prometheus header naming an unset variable."""
+    source = _source(experiment, target)
+    for header, value in {} if source is None else source.headers.items():
+        for name in env_refs(value):
+            if not environ.get(name):
+                raise SafetyRefusal(
+                    f"metrics.prometheus.headers.{header} needs environment variable {name}, "
+                    "which is not set"
+                )
 
 
 def _used_metrics(experiment: Experiment) -> dict[str, str]:
@@ -71,6 +102,7 @@ def team_observation(
 ) -> TeamObservation:
     """The run's Prometheus source and ledger reader; refuses what cannot work."""
     env = dict(os.environ) if environ is None else dict(environ)
+    check_team_env(experiment, target, env)
     source = _source(experiment, target)
     defined = set(source.names) if source is not None else set()
     # failures.<step> of the run's journey (the experiment's, else the target's) is a metric.
@@ -99,4 +131,4 @@ def team_observation(
     ledger = None
     if isinstance(target, AttachTarget) and target.audit is not None:
         ledger = TeamLedgerReader(ledger=target.audit.ledger, environ=env)
-    return TeamObservation(prometheus=source, ledger=ledger)
+    return TeamObservation(prometheus=source, ledger=ledger, environ=env)

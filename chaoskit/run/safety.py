@@ -24,7 +24,7 @@ from chaoskit.experiment.durations import format_duration
 from chaoskit.experiment.models import Experiment
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
-from chaoskit.observe.team import team_hosts
+from chaoskit.observe.team import check_team_env, team_env_vars, team_hosts
 from chaoskit.observe.team_ledger import planned_gaps
 from chaoskit.planning import FaultWindow, Plan
 from chaoskit.run.settings import stack_settings
@@ -172,6 +172,7 @@ def preflight(
     hosts.update(team_hosts(experiment, target, os.environ))
     _check_hosts(hosts, endpoints.allowed_hosts, target)
     _check_env(target)
+    check_team_env(experiment, target, os.environ)
     caps = _caps(target)
     notes: list[str] = []
     _check_load(plan, target, notes)
@@ -195,7 +196,7 @@ def preflight(
         faults=faults,
         settings=settings,
         header_names=tuple(target.headers),
-        env_vars=tuple(target.env_vars()),
+        env_vars=tuple(dict.fromkeys([*target.env_vars(), *team_env_vars(experiment, target)])),
         tag=f"{target.tag.header}: {target.tag.value}",
         journey=journey,
         steps=steps,

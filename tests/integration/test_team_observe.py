@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,45 @@ def test_a_field_or_column_the_ledger_lacks_is_one_line_naming_the_key(
 
 
 FIELDS = StockFields(item="$.sku", stock="$.capacity", reserved="$.sold")
+
+
+def test_prometheus_behind_a_bearer_token_and_refused_credentials_are_exit_4(
+    prometheus: Prometheus, team_app: tuple[str, Gauge]
+) -> None:
+    from chaoskit.errors import CredentialsRefused
+    from tests.support.auth_proxy import bearer_proxy
+
+    address, _ = team_app
+    server = prometheus([address])
+    server.wait_for_scrape()
+    guarded = PrometheusSource(
+        url="",
+        interval_s=0.5,
+        queries=(PromQuery(name="queue", query="sum(shop_queue_depth)"),),
+        headers={"Authorization": "Bearer ${PROM_TOKEN}"},
+    )
+    with bearer_proxy(server.url, token="right-t0ken") as proxy:
+        source = replace(guarded, url=proxy.url)
+        assert check_queries(source, environ={"PROM_TOKEN": "right-t0ken"}) == {"queue": 8.0}
+        assert proxy.passed == 1
+        # The proxy's 401 has a JSON body: still the credentials (exit 4), not the query (2).
+        with pytest.raises(CredentialsRefused) as refused:
+            check_queries(source, environ={"PROM_TOKEN": "wrong-t0ken"})
+        assert proxy.refused == ["Bearer wrong-t0ken"]  # it was sent ...
+        message = str(refused.value)
+        assert "wrong-t0ken" not in message and "Bearer" not in message  # ... never shown
+        assert message.startswith(f"Prometheus at {proxy.url} refused the credentials (HTTP 401")
+        assert exit_code_for_error(refused.value) == 4
+        with pytest.raises(InputError, match="environment variable PROM_TOKEN is not set"):
+            check_queries(source, environ={})
+        # The sampler sends the same headers: a refused round is no data, never a crash.
+        sampler = PrometheusSampler(
+            source, on_values=lambda t, v: None, environ={"PROM_TOKEN": "wrong-t0ken"}
+        )
+        sampler.start()
+        deadline = 50
+        while not sampler.rounds and deadline:
+            deadline -= 1
+            threading.Event().wait(0.1)
+        sampler.stop()
+        assert sampler.rounds and sampler.failures == {"queue": sampler.rounds}
