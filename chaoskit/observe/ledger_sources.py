@@ -78,21 +78,32 @@ def fetch_json(
         raise TargetUnreachable(f"ledger export {url} did not answer JSON: {exc}") from exc
 
 
-def dsn_host(dsn: str) -> str:
-    """The database host a DSN names (URL or key=value form), lower case; '' for a socket."""
+def _dsn_params(dsn: str) -> dict[str, Any]:
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        params = conninfo_to_dict(dsn)
+        return conninfo_to_dict(dsn)
     except Exception as exc:  # psycopg's ProgrammingError: never echo the DSN itself
         raise InputError(f"the ledger DSN cannot be read ({type(exc).__name__})") from None
+
+
+def dsn_host(dsn: str) -> str:
+    """The database host a DSN names (URL or key=value form), lower case; '' for a socket."""
+    params = _dsn_params(dsn)
     host = str(params.get("hostaddr") or params.get("host") or "")
     return "" if host.startswith("/") else host.lower()
 
 
 def sql_where(ledger: SqlLedger, environ: Mapping[str, str]) -> str:
-    """``postgresql://host`` of the query's database: never the DSN (it holds the secret)."""
-    return f"postgresql://{dsn_host(expand(ledger.dsn, environ)) or 'local socket'}"
+    """``postgresql://host:port`` of the query's database (the port when the DSN names one):
+    never the DSN (it holds the secret)."""
+    dsn = expand(ledger.dsn, environ)
+    host = dsn_host(dsn)
+    if not host:
+        return "postgresql://local socket"
+    port = str(_dsn_params(dsn).get("port") or "")
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return f"postgresql://{host}:{port}" if port else f"postgresql://{host}"
 
 
 def query_rows(

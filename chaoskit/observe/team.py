@@ -3,8 +3,9 @@
 ``team_observation`` turns an experiment and its target into the typed parts the runner
 takes (``PrometheusSource``, ``TeamLedgerReader``) and refuses, before anything runs, a
 metric no query defines, a host off the allow-list or a Prometheus header naming an unset
-``${ENV_VAR}`` (exit 2). ``check_queries`` (the one network call, each query once) is left
-to the caller, after a dry run has returned.
+``${ENV_VAR}`` (exit 2). ``TeamObservation.check_before_load`` (the network calls: each
+query once, each ledger source read once) is left to the caller, after a dry run has
+returned and before any load or fault.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from chaoskit._secrets import env_refs
 from chaoskit.errors import InputError, SafetyRefusal
 from chaoskit.experiment.models import Experiment
 from chaoskit.observe.metrics import METRICS
-from chaoskit.observe.prometheus import PrometheusSource, merge_sources
-from chaoskit.observe.team_ledger import TeamLedgerReader, ledger_hosts
+from chaoskit.observe.prometheus import PrometheusSource, check_queries, merge_sources
+from chaoskit.observe.team_ledger import TeamLedgerReader, ledger_checks, ledger_hosts
 from chaoskit.stack.target import AttachTarget, Target
 
 __all__ = [
     "TeamObservation",
     "check_team_env",
+    "team_checks",
     "team_env_vars",
     "team_hosts",
     "team_observation",
@@ -39,6 +41,14 @@ class TeamObservation:
     ledger: TeamLedgerReader | None
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     """Where header and DSN ``${ENV_VAR}``s are read, at request time only."""
+
+    def check_before_load(self, run_id: str) -> None:
+        """Before any load or fault: every PromQL query once, every ledger source read once
+        for ``run_id``. Unreachable or refusing credentials: exit 4; wrong input: exit 2."""
+        if self.prometheus is not None:
+            check_queries(self.prometheus, environ=self.environ)
+        if self.ledger is not None:
+            self.ledger.check(run_id)
 
 
 def _source(experiment: Experiment, target: Target) -> PrometheusSource | None:
@@ -57,6 +67,20 @@ def team_hosts(
     if isinstance(target, AttachTarget) and target.audit is not None:
         hosts.update(ledger_hosts(target.audit.ledger, environ))
     return hosts
+
+
+def team_checks(experiment: Experiment, target: Target) -> dict[str, str]:
+    """Key -> what ``check_before_load`` will check there (for the review; contacts nothing)."""
+    checks: dict[str, str] = {}
+    source = _source(experiment, target)
+    if source is not None:
+        count = len(source.queries)
+        checks["metrics.prometheus"] = (
+            f"{count} quer{'y' if count == 1 else 'ies'} run once at {source.url}"
+        )
+    if isinstance(target, AttachTarget) and target.audit is not None:
+        checks.update(ledger_checks(target.audit.ledger))
+    return checks
 
 
 def team_env_vars(experiment: Experiment, target: Target) -> list[str]:
@@ -130,5 +154,5 @@ def team_observation(
             )
     ledger = None
     if isinstance(target, AttachTarget) and target.audit is not None:
-        ledger = TeamLedgerReader(ledger=target.audit.ledger, environ=env)
+        ledger = TeamLedgerReader(ledger=target.audit.ledger, environ=env, error_at=target.error_at)
     return TeamObservation(prometheus=source, ledger=ledger, environ=env)

@@ -143,6 +143,8 @@ class _TargetBase(_Strict):
     version: Literal[1]
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=64)
     _source: Path | None = PrivateAttr(default=None)
+    _tree: Any = PrivateAttr(default=None)  # the parsed YAML, which knows each key's line
+
     def metric_names(self) -> tuple[str, ...]:
         """The metric names this target's PromQL queries add (none for a stub stack)."""
         return ()
@@ -151,6 +153,15 @@ class _TargetBase(_Strict):
     def source(self) -> Path | None:
         """The file this target was loaded from, if any."""
         return self._source
+
+    def error_at(self, key: Sequence[str | int], message: str) -> TargetFileError:
+        """A problem found after loading (a ledger query the database refuses), located at
+        ``key`` of this target's file: ``file:line:col: message``."""
+        if self._tree is None:
+            return TargetFileError(message, path=self._source)
+        place = Place(self._tree, tuple(key), model=None)
+        return TargetFileError(message, path=self._source, line=place.line, col=place.col)
+
 
 class _StackTarget(_TargetBase):
     """A target whose stack chaoskit starts itself (local processes or containers)."""
@@ -699,6 +710,7 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
             message += did_you_mean(str(loc[-1]), parent.allowed_keys())
         raise TargetFileError(message, path=path, line=place.line, col=place.col) from exc
     _check_settings(target, data, where)
+    target._tree = data
     if path is not None:
         target._source = Path(path)
         _check_journey_file(target, data, Path(path))

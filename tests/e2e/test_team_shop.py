@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 from collections.abc import Callable, Iterator
@@ -538,3 +539,53 @@ def test_a_prometheus_behind_a_bearer_token(team_shop: TeamShop) -> None:
         if path.is_file():
             assert PROM_TOKEN.encode() not in path.read_bytes(), path
     assert PROM_TOKEN not in output
+
+
+MISSPELT = FULL_SQL_LEDGER.replace("order_id, credited_at FROM", "order_id, credited_att FROM")
+
+
+def test_the_ledger_is_checked_before_any_load(team_shop: TeamShop) -> None:
+    team_shop.stack.admin(reset=True)
+    before = orders_created(team_shop.stack)
+    # The dry run says what will be checked, and contacts nothing.
+    target = team_shop.target("misspelt-target", audit=MISSPELT)
+    code, output, run_dir = team_shop.run(SHORT, target, "misspelt-dry", "--dry-run")
+    assert (code, run_dir) == (0, None), output
+    assert "checked before any load" in output
+    assert re.search(
+        r"audit\.ledger\.credits\.sql +the query runs read-only on \$\{SHOP_LEDGER_DSN\} and "
+        r"returns an order_id column",
+        output,
+    ), output
+    # A misspelt column: exit 2 at the query's line, before any load or fault.
+    code, output, run_dir = team_shop.run(SHORT, target, "misspelt")
+    line = next(
+        i for i, text in enumerate(target.read_text().splitlines(), 1) if "credited_att" in text
+    )
+    assert (code, run_dir) == (2, None), output
+    assert f"{target}:{line}:" in output and "audit.ledger.credits.sql" in output, output
+    assert 'column "credited_att" does not exist' in output
+    assert team_shop.password not in output
+    # A wrong password: exit 4 naming host:port, never the DSN.
+    port = urlsplit(team_shop.dsn).port
+    wrong = team_shop.dsn.replace(team_shop.password, "not-the-password")
+    code, output, run_dir = team_shop.run(
+        SHORT,
+        team_shop.target("badpw-target", audit=FULL_SQL_LEDGER),
+        "badpw",
+        SHOP_LEDGER_DSN=wrong,
+    )
+    assert (code, run_dir) == (4, None), output
+    assert f"ledger database postgresql://127.0.0.1:{port} cannot be read" in output
+    assert "not-the-password" not in output
+    # An export URL that answers 404: exit 4 naming the URL.
+    gone = FULL_HTTP_LEDGER.replace("/api/v2/credits?", "/api/v2/credit?")
+    code, output, run_dir = team_shop.run(
+        SHORT, team_shop.target("gone-target", audit=gone), "gone"
+    )
+    assert (code, run_dir) == (4, None), output
+    assert f"ledger export {team_shop.stack.api_url}/api/v2/credit?ref=" in output
+    assert "answered HTTP 404" in output
+    # Nothing reached the shop and no fault was left behind by any of them.
+    assert orders_created(team_shop.stack) == before
+    assert no_toxics(team_shop.stack)
