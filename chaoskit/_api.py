@@ -23,7 +23,6 @@ from chaoskit.experiment.models import Experiment
 from chaoskit.load.limits import check_load_limits
 from chaoskit.load.spec import LOCAL_HOSTS
 from chaoskit.observe.exporter import check_port_free
-from chaoskit.observe.prometheus import check_queries
 from chaoskit.observe.team import team_observation
 from chaoskit.planning import Plan, build_plan
 from chaoskit.report import write_reports
@@ -132,18 +131,18 @@ def rehearse(
         if not allowed:
             raise InputError("attach run not confirmed: nothing was touched")
         extra = {"watchdog_ttl_s": safety.watchdog_ttl_s, "caps": safety.caps}
-    # The team's Prometheus and ledger: refused off the allow-list, every query run once
-    # before any load (exit 2 refused, exit 4 unreachable); the metrics port must be free.
+    # The team's Prometheus and ledger: refused off the allow-list; before any load or fault
+    # every query runs once and every ledger source is read once for this run's id (exit 2
+    # refused, exit 4 unreachable or credentials refused); the metrics port must be free.
+    run_id = new_run_id()
     team = team_observation(
         loaded, stack_target, allowed_hosts=_allowed_hosts(stack_target, backend)
     )
-    if team.prometheus is not None:
-        check_queries(team.prometheus)
+    team.check_before_load(run_id)
     if metrics_port is not None:
         check_port_free(metrics_port)
     extra.update(prometheus=team.prometheus, ledger=team.ledger, metrics_port=metrics_port)
     # One run owns the target from here to its end: a second is refused (RunBusy, exit 4).
-    run_id = new_run_id()
     with hold_target(
         stack_target.name,
         run_id=run_id,

@@ -9,6 +9,7 @@
         ├── ToxiproxyMissing       no toxiproxy-server binary
         ├── ToxiproxyError         the Toxiproxy API said no (status and message kept)
         ├── TargetUnreachable      a service, Toxiproxy or Docker does not answer
+        ├── CredentialsRefused     a team's system answered 401/403 to chaoskit's credentials
         ├── PortInUse              a port the stack needs is taken
         ├── ServiceFailedToStart   a stub service died during start (its log tail kept)
         ├── StackNotRunning        no stack to act on
@@ -27,6 +28,7 @@ from pathlib import Path
 
 __all__ = [
     "ChaoskitError",
+    "CredentialsRefused",
     "DockerUnavailable",
     "EnvironmentProblem",
     "ExperimentError",
@@ -113,6 +115,11 @@ class ToxiproxyError(EnvironmentProblem):
 
 class TargetUnreachable(EnvironmentProblem):
     """A service, Toxiproxy server or Docker engine did not answer."""
+
+
+class CredentialsRefused(EnvironmentProblem):
+    """A team's system (its Prometheus, a ledger export) answered, but refused the credentials
+    chaoskit sent (HTTP 401/403). The message names the URL, never the header values."""
 
 
 class PortInUse(EnvironmentProblem):

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from chaoskit._secrets import expand as expand_secret
+from chaoskit._secrets import expand_headers
 from chaoskit.errors import InputError, TargetUnreachable
 from chaoskit.stack.target import HttpExport, SqlLedger
 
@@ -39,15 +41,8 @@ _TEMPLATE = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
 
 
 def expand(value: str, environ: Mapping[str, str]) -> str:
-    """``${NAME}`` replaced by its value in ``environ`` (unset: InputError naming it)."""
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in environ:
-            raise InputError(f"environment variable {name} is not set (the ledger needs it)")
-        return environ[name]
-
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", one, value)
+    """``${NAME}`` in a ledger's DSN replaced by its value (unset: InputError naming it)."""
+    return expand_secret(value, environ, needed_by="the ledger")
 
 
 def fill(template: str, run_id: str) -> str:
@@ -69,7 +64,7 @@ def fetch_json(
 ) -> tuple[Any, str]:
     """GET the export for this run: (the JSON document, the URL asked)."""
     url = fill(export.url, run_id)
-    headers = {name: expand(value, environ) for name, value in export.headers.items()}
+    headers = expand_headers(export.headers, environ, needed_by="the ledger")
     try:
         with httpx.Client(timeout=httpx.Timeout(timeout_s, connect=5.0), trust_env=False) as c:
             response = c.get(url, headers=headers)
@@ -83,21 +78,32 @@ def fetch_json(
         raise TargetUnreachable(f"ledger export {url} did not answer JSON: {exc}") from exc
 
 
-def dsn_host(dsn: str) -> str:
-    """The database host a DSN names (URL or key=value form), lower case; '' for a socket."""
+def _dsn_params(dsn: str) -> dict[str, Any]:
     from psycopg.conninfo import conninfo_to_dict
 
     try:
-        params = conninfo_to_dict(dsn)
+        return conninfo_to_dict(dsn)
     except Exception as exc:  # psycopg's ProgrammingError: never echo the DSN itself
         raise InputError(f"the ledger DSN cannot be read ({type(exc).__name__})") from None
+
+
+def dsn_host(dsn: str) -> str:
+    """The database host a DSN names (URL or key=value form), lower case; '' for a socket."""
+    params = _dsn_params(dsn)
     host = str(params.get("hostaddr") or params.get("host") or "")
     return "" if host.startswith("/") else host.lower()
 
 
 def sql_where(ledger: SqlLedger, environ: Mapping[str, str]) -> str:
-    """``postgresql://host`` of the query's database: never the DSN (it holds the secret)."""
-    return f"postgresql://{dsn_host(expand(ledger.dsn, environ)) or 'local socket'}"
+    """``postgresql://host:port`` of the query's database (the port when the DSN names one):
+    never the DSN (it holds the secret)."""
+    dsn = expand(ledger.dsn, environ)
+    host = dsn_host(dsn)
+    if not host:
+        return "postgresql://local socket"
+    port = str(_dsn_params(dsn).get("port") or "")
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address
+    return f"postgresql://{host}:{port}" if port else f"postgresql://{host}"
 
 
 def query_rows(

@@ -2,26 +2,30 @@
 
 Each query must answer one number (a scalar, or an instant vector of at most one series).
 An empty vector is "no data" (None), never zero. Every query is checked once before the
-load starts (``check_queries``): an unreachable Prometheus is an environment problem (exit
-4), a query Prometheus refuses is bad input (exit 2, with Prometheus' own message).
+load starts (``check_queries``): an unreachable Prometheus, or one that refuses the
+credentials in ``headers`` (HTTP 401/403), is an environment problem (exit 4); a query
+Prometheus refuses is bad input (exit 2, with Prometheus' own message). Header values stay
+``${ENV_VAR}`` templates everywhere but in the request (``chaoskit._secrets``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from chaoskit.errors import InputError, TargetUnreachable
+from chaoskit._secrets import expand_headers, header_problem
+from chaoskit.errors import CredentialsRefused, InputError, TargetUnreachable
 from chaoskit.experiment.durations import PositiveDuration
 from chaoskit.observe.metrics import METRICS
 
@@ -74,6 +78,13 @@ class PrometheusSource:
     url: str  # base URL, without /api/v1
     interval_s: float
     queries: tuple[PromQuery, ...]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Sent with every query; values are ``${ENV_VAR}`` templates, expanded per client."""
+
+    def request_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The headers with their secrets filled in from ``environ`` (default: os.environ)."""
+        env = os.environ if environ is None else environ
+        return expand_headers(self.headers, env, needed_by="metrics.prometheus.headers")
 
     @property
     def host(self) -> str:
@@ -108,12 +119,18 @@ class PrometheusMetrics(_Model):
     url: str
     interval: PositiveDuration = 2.0
     queries: dict[str, str | PromQuerySpec] = Field(min_length=1)
+    # Sent with every query (a bearer token, basic auth): values name ${ENV_VAR}s.
+    headers: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _checked(self) -> PrometheusMetrics:
         message = base_url_problem(self.url)
         if message:
             raise problem(message, "url")
+        for name, value in self.headers.items():
+            message = header_problem(name, value)
+            if message:
+                raise problem(message, "headers", name)
         for name, spec in self.queries.items():
             if not _QUERY_NAME.match(name):
                 raise problem(
@@ -169,13 +186,21 @@ class _QueryRefused(Exception):
     """Prometheus answered, but refused the query (bad PromQL, too many series)."""
 
 
+class _CredentialsRefused(Exception):
+    """Prometheus (or a proxy in front of it) answered 401/403: the headers were not enough."""
+
+
 def query_value(client: httpx.Client, url: str, query: str) -> float | None:
     """The query's current value: None when it has no data.
 
-    Raises ``httpx.HTTPError`` when Prometheus cannot be reached and ``_QueryRefused`` with
-    Prometheus' message when it answers with an error or an answer that is not one number.
+    Raises ``httpx.HTTPError`` when Prometheus cannot be reached, ``_CredentialsRefused`` on
+    HTTP 401/403, and ``_QueryRefused`` with Prometheus' message when it answers with an error
+    or an answer that is not one number.
     """
     response = client.get(f"{url}/api/v1/query", params={"query": query})
+    if response.status_code in (401, 403):
+        # Before the body: an auth proxy's JSON error is not Prometheus refusing the query.
+        raise _CredentialsRefused(f"HTTP {response.status_code}")
     try:
         body = response.json()
     except ValueError:
@@ -212,12 +237,21 @@ def _number(pair: Any) -> float | None:
     return None if math.isnan(value) else value
 
 
-def check_queries(source: PrometheusSource, *, timeout_s: float = 5.0) -> dict[str, float | None]:
-    """Run every query once, before any load: the values now, or a clear error."""
+def check_queries(
+    source: PrometheusSource,
+    *,
+    environ: Mapping[str, str] | None = None,
+    timeout_s: float = 5.0,
+) -> dict[str, float | None]:
+    """Run every query once, before any load: the values now, or a clear error.
+
+    ``environ``: where the headers' ``${ENV_VAR}``s are read (default: os.environ).
+    """
     import httpx
 
     values: dict[str, float | None] = {}
-    with httpx.Client(timeout=httpx.Timeout(timeout_s), trust_env=False) as client:
+    headers = source.request_headers(environ)
+    with httpx.Client(timeout=httpx.Timeout(timeout_s), trust_env=False, headers=headers) as client:
         for query in source.queries:
             try:
                 values[query.name] = query_value(client, source.url, query.query)
@@ -225,6 +259,12 @@ def check_queries(source: PrometheusSource, *, timeout_s: float = 5.0) -> dict[s
                 raise TargetUnreachable(
                     f"Prometheus at {source.url} cannot be reached: {exc}"
                 ) from exc
+            except _CredentialsRefused as exc:
+                given = ", ".join(source.headers) or "none"
+                raise CredentialsRefused(
+                    f"Prometheus at {source.url} refused the credentials ({exc}; headers sent: "
+                    f"{given}): check metrics.prometheus.headers and the variables they name"
+                ) from None
             except _QueryRefused as exc:
                 raise InputError(
                     f"metrics.prometheus.queries.{query.name}: Prometheus refused "
@@ -247,8 +287,10 @@ class PrometheusSampler:
         on_values: OnValues,
         clock: Callable[[], float] = time.monotonic,
         timeout_s: float | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.source = source
+        self._environ = environ
         self._on_values = on_values
         self._clock = clock
         self._timeout_s = timeout_s if timeout_s is not None else min(2.0, source.interval_s)
@@ -282,7 +324,7 @@ class PrometheusSampler:
         for query in self.source.queries:
             try:
                 values[query.name] = query_value(client, self.source.url, query.query)
-            except (httpx.HTTPError, _QueryRefused) as exc:
+            except (httpx.HTTPError, _QueryRefused, _CredentialsRefused) as exc:
                 values[query.name] = None
                 self.failures[query.name] = self.failures.get(query.name, 0) + 1
                 self.last_error = f"{query.name}: {exc}"
@@ -296,7 +338,13 @@ class PrometheusSampler:
     def _run(self) -> None:
         import httpx
 
-        with httpx.Client(timeout=httpx.Timeout(self._timeout_s), trust_env=False) as client:
+        try:
+            headers = self.source.request_headers(self._environ)
+        except InputError as exc:  # checked before the run; gone since: no data, never a crash
+            self.last_error = str(exc)
+            headers = {}
+        timeout = httpx.Timeout(self._timeout_s)
+        with httpx.Client(timeout=timeout, trust_env=False, headers=headers) as client:
             next_at = time.monotonic()
             while not self._stop.is_set():
                 self.sample_once(client)
@@ -310,21 +358,25 @@ class PrometheusSampler:
 def merge_sources(*blocks: MetricsSettings | None) -> PrometheusSource | None:
     """The run's Prometheus source: the target's block, then the experiment's (later wins).
 
-    url and interval come from the last block that has them; queries are merged by name.
+    url and interval come from the last block that has them; queries are merged by name;
+    headers by name too, but only from the blocks naming that same url: a token meant for
+    one Prometheus is never sent to another.
     """
     url: str | None = None
     interval = 2.0
     queries: dict[str, PromQuery] = {}
-    for block in blocks:
-        prometheus = None if block is None else block.prometheus
-        if prometheus is None:
-            continue
-        url = prometheus.url
+    present = [b.prometheus for b in blocks if b is not None and b.prometheus is not None]
+    for prometheus in present:
+        url = prometheus.url.rstrip("/")
         interval = prometheus.interval
         for name, spec in prometheus.specs().items():
             queries[name] = PromQuery(name=name, query=spec.query, agg=spec.agg)
     if url is None or not queries:
         return None
+    headers: dict[str, str] = {}
+    for prometheus in present:
+        if prometheus.url.rstrip("/") == url:
+            headers.update(prometheus.headers)
     return PrometheusSource(
-        url=url.rstrip("/"), interval_s=interval, queries=tuple(queries.values())
+        url=url, interval_s=interval, queries=tuple(queries.values()), headers=headers
     )

@@ -6,6 +6,10 @@ them: the credits, the orders entitled to a credit, the stock) into ``LedgerReco
 reconciliation (``chaoskit.observe.ledger.reconcile``). ``audit_gaps`` is the one table of
 what cannot be judged without which key: the audit's notes and the run's review read it.
 Reading a source (HTTP, SQL, typed values) is ``chaoskit.observe.ledger_sources``.
+
+``check_ledger`` is the preflight: before any load, each source is read once for the run's id
+(no rows yet), so a wrong column, DSN, password or URL stops the run before it starts instead
+of after the whole surge; ``ledger_checks`` says what it will check, for the review.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ from chaoskit.observe.metrics import AUDIT_METRICS
 from chaoskit.observe.outcomes import read_outcomes
 from chaoskit.stack.target import (
     CreditsLedger,
+    HttpLedger,
     LedgerSource,
+    SqlLedger,
     StockLedger,
     TeamLedger,
     env_refs,
@@ -54,6 +60,8 @@ __all__ = [
     "LedgerRecords",
     "TeamLedgerReader",
     "audit_gaps",
+    "check_ledger",
+    "ledger_checks",
     "ledger_hosts",
     "planned_gaps",
     "read_credits",
@@ -63,6 +71,9 @@ __all__ = [
 ]
 
 _STOCK_COLUMNS = ("item", "stock", "reserved")
+# A key of the target file, as a path: ("audit", "ledger", "credits", "sql", "query").
+KeyPath = tuple[str, ...]
+ErrorAt = Callable[[KeyPath, str], InputError]
 NO_GRANTS = (
     "a team's ledger gives no per-buyer grants (who was granted a free order, what was given back)"
 )
@@ -164,16 +175,35 @@ def read_order_ids(
     ids: list[str] = []
     where: list[str] = []
     if source.http is not None:
-        document, url = fetch_json(source.http, run_id=run_id, environ=environ)
-        path = source.http.order_ids
-        what = f"{role}.http.order_ids: {path} in {url}"
-        ids.extend(order_id(v, what) for v in select(document, parse_json_path(path)))
-        where.append(url_where(source.http.url, run_id))
+        found, url = _http_ids(source.http, role=role, run_id=run_id, environ=environ)
+        ids.extend(found)
+        where.append(url)
     if source.sql is not None:
-        _, rows = query_rows(source.sql, role=f"{role}.sql", run_id=run_id, environ=environ)
-        ids.extend(str(row[0]) for row in rows if row and row[0] is not None)
-        where.append(sql_where(source.sql, environ))
+        found, database = _sql_ids(source.sql, role=role, run_id=run_id, environ=environ)
+        ids.extend(found)
+        where.append(database)
     return ids, where
+
+
+def _http_ids(
+    http: HttpLedger, *, role: str, run_id: str, environ: Mapping[str, str]
+) -> tuple[list[str], str]:
+    document, url = fetch_json(http, run_id=run_id, environ=environ)
+    what = f"{role}.http.order_ids: {http.order_ids} in {url}"
+    ids = [order_id(v, what) for v in select(document, parse_json_path(http.order_ids))]
+    return ids, url_where(http.url, run_id)
+
+
+def _sql_ids(
+    sql: SqlLedger, *, role: str, run_id: str, environ: Mapping[str, str]
+) -> tuple[list[str], str]:
+    columns, rows = query_rows(sql, role=f"{role}.sql", run_id=run_id, environ=environ)
+    if not columns:
+        raise InputError(
+            f"{role}.sql: the query returns no column; expected the order ids in its first column"
+        )
+    ids = [str(row[0]) for row in rows if row and row[0] is not None]
+    return ids, sql_where(sql, environ)
 
 
 def read_credits(
@@ -287,12 +317,89 @@ def _rows(
         yield values, at
 
 
+# ---- the preflight: each source read once before any load -------------------------------------
+
+# What each SQL source must return, in words for the review (the readers above enforce it).
+_SQL_NEEDS = {
+    "audit.ledger": "the order ids in its first column",
+    "audit.ledger.entitled": "the order ids in its first column",
+    "audit.ledger.credits": "an order_id column (or one column), credited_at optional",
+    "audit.ledger.stock": "columns item, stock and reserved",
+}
+
+
+def ledger_checks(ledger: TeamLedger) -> dict[str, str]:
+    """Key -> what the preflight checks there before any load (for the review; reads nothing)."""
+    checks: dict[str, str] = {}
+    for role, source in ledger.sources().items():
+        if source.http is not None:
+            checks[f"{role}.http"] = f"GET {source.http.url}: answers 200 with JSON"
+        if source.sql is not None:
+            checks[f"{role}.sql"] = (
+                f"the query runs read-only on {source.sql.dsn} and returns {_SQL_NEEDS[role]}"
+            )
+    return checks
+
+
+def check_ledger(
+    ledger: TeamLedger,
+    *,
+    run_id: str,
+    environ: Mapping[str, str],
+    error_at: ErrorAt | None = None,
+) -> None:
+    """Read every source the ledger names once for ``run_id``, before any load.
+
+    The run has no rows yet, so this proves the plumbing, not the data: a database that
+    refuses the connection or the password, an export that is not 200 or not JSON, is
+    ``TargetUnreachable`` (exit 4, naming host:port or the URL, never the DSN); a query that
+    fails or lacks a column the audit needs is an ``InputError`` (exit 2), which
+    ``error_at(key, message)`` may turn into one located at that key of the target file.
+    """
+    for role, source in ledger.sources().items():
+        parts = {"http": "http", "sql": "sql.query"}  # part -> the key a problem is put at
+        for part, at in parts.items():
+            if getattr(source, part) is None:
+                continue
+            try:
+                _read_one(role, source, part, run_id=run_id, environ=environ)
+            except InputError as exc:
+                if error_at is None:
+                    raise
+                raise error_at((*role.split("."), *at.split(".")), str(exc)) from None
+
+
+def _read_one(
+    role: str,
+    source: LedgerSource | CreditsLedger | StockLedger,
+    part: str,
+    *,
+    run_id: str,
+    environ: Mapping[str, str],
+) -> None:
+    """Read one part (http or sql) of one source the way the audit will."""
+    if isinstance(source, CreditsLedger):
+        read_credits(source, run_id=run_id, environ=environ)  # one part only (the model's rule)
+    elif isinstance(source, StockLedger):
+        read_stock(source, run_id=run_id, environ=environ)
+    elif part == "http" and source.http is not None:
+        _http_ids(source.http, role=role, run_id=run_id, environ=environ)
+    elif part == "sql" and source.sql is not None:
+        _sql_ids(source.sql, role=role, run_id=run_id, environ=environ)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TeamLedgerReader:
     """Reads a target's ``audit.ledger`` for one run."""
 
     ledger: TeamLedger
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+    error_at: ErrorAt | None = None
+    """Locates a problem the preflight finds at a key of the target file (file:line)."""
+
+    def check(self, run_id: str) -> None:
+        """The preflight: every source read once for ``run_id`` before any load."""
+        check_ledger(self.ledger, run_id=run_id, environ=self.environ, error_at=self.error_at)
 
     def read(self, run_id: str) -> LedgerRecords:
         """The ledger's records for ``run_id``."""

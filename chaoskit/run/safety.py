@@ -24,7 +24,7 @@ from chaoskit.experiment.durations import format_duration
 from chaoskit.experiment.models import Experiment
 from chaoskit.faults.toxiproxy import ToxiproxyClient
 from chaoskit.observe.metrics import AUDIT_METRICS, METRICS
-from chaoskit.observe.team import team_hosts
+from chaoskit.observe.team import check_team_env, team_checks, team_env_vars, team_hosts
 from chaoskit.observe.team_ledger import planned_gaps
 from chaoskit.planning import FaultWindow, Plan
 from chaoskit.run.settings import stack_settings
@@ -97,6 +97,8 @@ class SafetyReview:
     steps: tuple[ReviewedStep, ...] = ()  # a steps journey's requests, in order
     audit: str = ""  # whose ledger the audit reads ("the team's ledger (audit.ledger)")
     audit_judged: tuple[str, ...] = ()  # the invariants the audit will judge
+    # key -> what is read once before any load (the team's Prometheus and ledger sources)
+    checked_before_load: dict[str, str] = field(default_factory=dict)
     skipped: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     watchdog_ttl_s: float = 30.0
@@ -142,6 +144,11 @@ class SafetyReview:
         if self.audit:
             judged = ", ".join(self.audit_judged) or "nothing"
             say(f"audit from {self.audit}: judges {judged}")
+        if self.checked_before_load:
+            say("checked before any load (read once for the run; a failure stops it there):")
+            width = max(len(key) for key in self.checked_before_load)
+            for key, what in self.checked_before_load.items():
+                say(f"  {key:<{width}}  {what}")
         say(
             "watchdog: faults are removed if the run stops heartbeating for "
             f"{format_duration(self.watchdog_ttl_s)}"
@@ -172,6 +179,7 @@ def preflight(
     hosts.update(team_hosts(experiment, target, os.environ))
     _check_hosts(hosts, endpoints.allowed_hosts, target)
     _check_env(target)
+    check_team_env(experiment, target, os.environ)
     caps = _caps(target)
     notes: list[str] = []
     _check_load(plan, target, notes)
@@ -195,12 +203,13 @@ def preflight(
         faults=faults,
         settings=settings,
         header_names=tuple(target.headers),
-        env_vars=tuple(target.env_vars()),
+        env_vars=tuple(dict.fromkeys([*target.env_vars(), *team_env_vars(experiment, target)])),
         tag=f"{target.tag.header}: {target.tag.value}",
         journey=journey,
         steps=steps,
         audit=audit,
         audit_judged=judged,
+        checked_before_load=team_checks(experiment, target),
         skipped=tuple(skipped),
         notes=tuple(notes),
         watchdog_ttl_s=target.watchdog.ttl,

@@ -33,6 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from chaoskit._secrets import HEADER_NAME, env_refs, header_problem
 from chaoskit._yaml import Loc, Place, did_you_mean, load_yaml, plain, read_input
 from chaoskit.errors import TargetFileError
 from chaoskit.experiment.durations import PositiveDuration
@@ -142,6 +143,7 @@ class _TargetBase(_Strict):
     version: Literal[1]
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", max_length=64)
     _source: Path | None = PrivateAttr(default=None)
+    _tree: Any = PrivateAttr(default=None)  # the parsed YAML, which knows each key's line
 
     def metric_names(self) -> tuple[str, ...]:
         """The metric names this target's PromQL queries add (none for a stub stack)."""
@@ -151,6 +153,14 @@ class _TargetBase(_Strict):
     def source(self) -> Path | None:
         """The file this target was loaded from, if any."""
         return self._source
+
+    def error_at(self, key: Sequence[str | int], message: str) -> TargetFileError:
+        """A problem found after loading (a ledger query the database refuses), located at
+        ``key`` of this target's file: ``file:line:col: message``."""
+        if self._tree is None:
+            return TargetFileError(message, path=self._source)
+        place = Place(self._tree, tuple(key), model=None)
+        return TargetFileError(message, path=self._source, line=place.line, col=place.col)
 
 
 class _StackTarget(_TargetBase):
@@ -189,9 +199,6 @@ class DockerTarget(_StackTarget):
     image: DockerImageSettings = Field(default_factory=DockerImageSettings)
 
 
-_HEADER_NAME = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an RFC 9110 token
-_ENV_REF = re.compile(r"\$\{([^}]*)\}")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST = re.compile(
     r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
     r"|^[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*$"  # IPv6, written without brackets
@@ -248,7 +255,7 @@ class AttachCaps(_Strict):
 class RunTag(_Strict):
     """The header put on every synthetic order, so the target can tell them apart."""
 
-    header: str = Field(default="X-Chaoskit-Run", pattern=_HEADER_NAME)
+    header: str = Field(default="X-Chaoskit-Run", pattern=HEADER_NAME)
     value: str = Field(default="chaoskit", min_length=1, pattern=r"^[\x21-\x7e ]+$")
 
 
@@ -259,17 +266,10 @@ class WatchdogSettings(_Strict):
 
 
 def _check_header_templates(headers: dict[str, str]) -> dict[str, str]:
-    # Messages here never quote a value: it may be a secret.
     for name, value in headers.items():
-        if not re.match(_HEADER_NAME, name):
-            raise _problem(f"{name!r} is not a valid HTTP header name", name)
-        if any(ch in value for ch in "\r\n"):
-            raise _problem("a header value must be one line", name)
-        for ref in _ENV_REF.findall(value):
-            if not _ENV_NAME.match(ref):
-                raise _problem(
-                    "${...} must name an environment variable, like ${STAGING_TOKEN}", name
-                )
+        message = header_problem(name, value)
+        if message:
+            raise _problem(message, name)
     return headers
 
 
@@ -607,11 +607,6 @@ class AttachTarget(_TargetBase):
         return {**self.headers, self.tag.header: self.tag.value}
 
 
-def env_refs(value: str) -> list[str]:
-    """The environment variable names a header value refers to as ``${NAME}``."""
-    return _ENV_REF.findall(value)
-
-
 def _problem(message: str, *loc: str | int) -> PydanticCustomError:
     """A validation problem at ``loc`` below the field (or model) that raises it."""
     return PydanticCustomError("target", "{message}", {"message": message, "loc": loc})
@@ -715,6 +710,7 @@ def parse_target(source: str, *, path: Path | str | None = None) -> Target:
             message += did_you_mean(str(loc[-1]), parent.allowed_keys())
         raise TargetFileError(message, path=path, line=place.line, col=place.col) from exc
     _check_settings(target, data, where)
+    target._tree = data
     if path is not None:
         target._source = Path(path)
         _check_journey_file(target, data, Path(path))

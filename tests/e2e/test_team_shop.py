@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import textwrap
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from tests.support.shop import ShopStack, running_shop
@@ -86,10 +88,17 @@ class TeamShop:
     work: Path
 
     def target(
-        self, name: str, *, ledger: tuple[str, ...] = ("http", "sql"), audit: str | None = None
+        self,
+        name: str,
+        *,
+        ledger: tuple[str, ...] = ("http", "sql"),
+        audit: str | None = None,
+        prometheus: str | None = None,
+        prometheus_headers: str = "",
     ) -> Path:
         """A target file for the shop; ``audit`` (its text, ``{api}`` filled in) replaces
-        the ledger made of ``ledger``'s parts."""
+        the ledger made of ``ledger``'s parts; ``prometheus`` replaces the Prometheus URL and
+        ``prometheus_headers`` (YAML flow mapping) are its headers."""
         path = self.work / f"{name}.yaml"
         parts = {"http": HTTP_LEDGER.format(api=self.stack.api_url), "sql": SQL_LEDGER}
         if audit is not None:
@@ -113,13 +122,14 @@ class TeamShop:
                 """
             )
             + JOURNEY
-            + QUERIES.format(prometheus=self.prometheus.url)
+            + QUERIES.format(prometheus=prometheus or self.prometheus.url)
+            + (f"    headers: {prometheus_headers}\n" if prometheus_headers else "")
             + audit
         )
         return path
 
     def run(
-        self, experiment: str, target: Path, name: str, *flags: str
+        self, experiment: str, target: Path, name: str, *flags: str, **env: str
     ) -> tuple[int, str, Path | None]:
         path = self.work / f"{name}.yaml"
         path.write_text(experiment)
@@ -133,6 +143,7 @@ class TeamShop:
                 "CHAOSKIT_HOME": str(self.work / "home"),
                 "COLUMNS": "200",
                 "SHOP_LEDGER_DSN": self.dsn,
+                **env,
             },
             capture_output=True,
             text=True,
@@ -154,6 +165,22 @@ def team_shop(tmp_path_factory: pytest.TempPathFactory, postgres: Any) -> Iterat
             yield TeamShop(stack, server, postgres.dsn, postgres.password, work)
         finally:
             server.stop()
+
+
+def orders_created(stack: ShopStack) -> float:
+    """How many checkouts reached the shop so far (its own counter)."""
+    answer = httpx.get(f"{stack.api_url}/metrics", trust_env=False, timeout=10)
+    for line in answer.text.splitlines():
+        if line.startswith('shop_orders_total{status="created"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def no_toxics(stack: ShopStack) -> bool:
+    from chaoskit.faults.toxiproxy import ToxiproxyClient
+
+    with ToxiproxyClient(stack.toxiproxy_url) as client:
+        return not client.toxics(stack.inventory_proxy)
 
 
 def summary_of(run_dir: Path) -> dict[str, Any]:
@@ -455,3 +482,110 @@ def test_a_piece_the_target_does_not_name_is_skipped_and_never_a_pass(
     assert not any(c["kind"] == "audit" and c["metric"] == "oversold" for c in data["checks"])
     assert (code, data["verdict"]) == (4, "error"), output
     team_shop.stack.admin(reset=True)
+
+
+SHORT = """\
+version: 1
+name: shop-short
+seed: 13
+recovery: 3s
+load:
+  model: open
+  behaviour: {reclick: 0, request_timeout: 2s}
+  shape: {kind: constant, for: 12s, rate: 15}
+faults:
+  - {name: slow-inventory, kind: latency, dependency: inventory, latency: 300ms, at: 6s, for: 3s}
+hypothesis:
+  - {metric: fulfilment_rate, phase: baseline, min: 0.9}
+  - {metric: shop_confirmed_per_s, phase: baseline, min: 5}
+"""
+PROM_TOKEN = "prom-t0ken-" + "5e1f"
+BEARER = '{Authorization: "Bearer ${PROM_TOKEN}"}'
+
+
+def test_a_prometheus_behind_a_bearer_token(team_shop: TeamShop) -> None:
+    from tests.support.auth_proxy import bearer_proxy
+
+    team_shop.stack.admin(reset=True)
+    with bearer_proxy(team_shop.prometheus.url, token=PROM_TOKEN) as proxy:
+        target = team_shop.target(
+            "prom-auth", ledger=("sql",), prometheus=proxy.url, prometheus_headers=BEARER
+        )
+        # An unset variable: one line, exit 2, before anything starts.
+        code, output, run_dir = team_shop.run(SHORT, target, "prom-unset")
+        assert (code, run_dir) == (2, None), output
+        assert "metrics.prometheus.headers.Authorization needs environment variable PROM_TOKEN" in (
+            output
+        )
+        # A wrong token: exit 4 before any load, naming the URL and never the token.
+        before = orders_created(team_shop.stack)
+        code, output, run_dir = team_shop.run(
+            SHORT, target, "prom-wrong", PROM_TOKEN="wrong-" + PROM_TOKEN
+        )
+        assert (code, run_dir) == (4, None), output
+        assert f"Prometheus at {proxy.url} refused the credentials (HTTP 401" in output
+        assert PROM_TOKEN not in output
+        assert proxy.refused == ["Bearer wrong-" + PROM_TOKEN]  # sent, so refused by the proxy
+        assert orders_created(team_shop.stack) == before and no_toxics(team_shop.stack)
+        # The right token: the PromQL metric per phase in summary.json, the token in no file.
+        code, output, run_dir = team_shop.run(SHORT, target, "prom-right", PROM_TOKEN=PROM_TOKEN)
+        assert run_dir is not None, output
+        data = summary_of(run_dir)
+        assert code == 0, output + json.dumps(data["checks"], indent=1)
+    assert proxy.passed > 10 and len(proxy.refused) == 1  # every sample went through it
+    for phase in ("baseline", "during", "recovery"):
+        assert data["phases"][phase]["shop_confirmed_per_s"] > 0, (phase, data["phases"][phase])
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert PROM_TOKEN.encode() not in path.read_bytes(), path
+    assert PROM_TOKEN not in output
+
+
+MISSPELT = FULL_SQL_LEDGER.replace("order_id, credited_at FROM", "order_id, credited_att FROM")
+
+
+def test_the_ledger_is_checked_before_any_load(team_shop: TeamShop) -> None:
+    team_shop.stack.admin(reset=True)
+    before = orders_created(team_shop.stack)
+    # The dry run says what will be checked, and contacts nothing.
+    target = team_shop.target("misspelt-target", audit=MISSPELT)
+    code, output, run_dir = team_shop.run(SHORT, target, "misspelt-dry", "--dry-run")
+    assert (code, run_dir) == (0, None), output
+    assert "checked before any load" in output
+    assert re.search(
+        r"audit\.ledger\.credits\.sql +the query runs read-only on \$\{SHOP_LEDGER_DSN\} and "
+        r"returns an order_id column",
+        output,
+    ), output
+    # A misspelt column: exit 2 at the query's line, before any load or fault.
+    code, output, run_dir = team_shop.run(SHORT, target, "misspelt")
+    line = next(
+        i for i, text in enumerate(target.read_text().splitlines(), 1) if "credited_att" in text
+    )
+    assert (code, run_dir) == (2, None), output
+    assert f"{target}:{line}:" in output and "audit.ledger.credits.sql" in output, output
+    assert 'column "credited_att" does not exist' in output
+    assert team_shop.password not in output
+    # A wrong password: exit 4 naming host:port, never the DSN.
+    port = urlsplit(team_shop.dsn).port
+    wrong = team_shop.dsn.replace(team_shop.password, "not-the-password")
+    code, output, run_dir = team_shop.run(
+        SHORT,
+        team_shop.target("badpw-target", audit=FULL_SQL_LEDGER),
+        "badpw",
+        SHOP_LEDGER_DSN=wrong,
+    )
+    assert (code, run_dir) == (4, None), output
+    assert f"ledger database postgresql://127.0.0.1:{port} cannot be read" in output
+    assert "not-the-password" not in output
+    # An export URL that answers 404: exit 4 naming the URL.
+    gone = FULL_HTTP_LEDGER.replace("/api/v2/credits?", "/api/v2/credit?")
+    code, output, run_dir = team_shop.run(
+        SHORT, team_shop.target("gone-target", audit=gone), "gone"
+    )
+    assert (code, run_dir) == (4, None), output
+    assert f"ledger export {team_shop.stack.api_url}/api/v2/credit?ref=" in output
+    assert "answered HTTP 404" in output
+    # Nothing reached the shop and no fault was left behind by any of them.
+    assert orders_created(team_shop.stack) == before
+    assert no_toxics(team_shop.stack)

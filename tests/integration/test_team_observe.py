@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -122,11 +123,13 @@ def test_the_sampler_feeds_the_time_series(
 class _Export(BaseHTTPRequestHandler):
     document: Any = None
     seen: list[str] = []
+    status = 200
+    raw: bytes | None = None  # sent as is instead of the document
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         type(self).seen.append(self.path + " " + str(self.headers.get("Authorization")))
-        body = json.dumps(type(self).document).encode()
-        self.send_response(200)
+        body = type(self).raw or json.dumps(type(self).document).encode()
+        self.send_response(type(self).status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -278,3 +281,144 @@ def test_a_field_or_column_the_ledger_lacks_is_one_line_naming_the_key(
 
 
 FIELDS = StockFields(item="$.sku", stock="$.capacity", reserved="$.sold")
+
+
+def test_prometheus_behind_a_bearer_token_and_refused_credentials_are_exit_4(
+    prometheus: Prometheus, team_app: tuple[str, Gauge]
+) -> None:
+    from chaoskit.errors import CredentialsRefused
+    from tests.support.auth_proxy import bearer_proxy
+
+    address, _ = team_app
+    server = prometheus([address])
+    server.wait_for_scrape()
+    guarded = PrometheusSource(
+        url="",
+        interval_s=0.5,
+        queries=(PromQuery(name="queue", query="sum(shop_queue_depth)"),),
+        headers={"Authorization": "Bearer ${PROM_TOKEN}"},
+    )
+    with bearer_proxy(server.url, token="right-t0ken") as proxy:
+        source = replace(guarded, url=proxy.url)
+        assert check_queries(source, environ={"PROM_TOKEN": "right-t0ken"}) == {"queue": 8.0}
+        assert proxy.passed == 1
+        # The proxy's 401 has a JSON body: still the credentials (exit 4), not the query (2).
+        with pytest.raises(CredentialsRefused) as refused:
+            check_queries(source, environ={"PROM_TOKEN": "wrong-t0ken"})
+        assert proxy.refused == ["Bearer wrong-t0ken"]  # it was sent ...
+        message = str(refused.value)
+        assert "wrong-t0ken" not in message and "Bearer" not in message  # ... never shown
+        assert message.startswith(f"Prometheus at {proxy.url} refused the credentials (HTTP 401")
+        assert exit_code_for_error(refused.value) == 4
+        with pytest.raises(InputError, match="environment variable PROM_TOKEN is not set"):
+            check_queries(source, environ={})
+        # The sampler sends the same headers: a refused round is no data, never a crash.
+        sampler = PrometheusSampler(
+            source, on_values=lambda t, v: None, environ={"PROM_TOKEN": "wrong-t0ken"}
+        )
+        sampler.start()
+        deadline = 50
+        while not sampler.rounds and deadline:
+            deadline -= 1
+            threading.Event().wait(0.1)
+        sampler.stop()
+        assert sampler.rounds and sampler.failures == {"queue": sampler.rounds}
+
+
+def ledger_target(tmp_path: Path, export: str, *, orders: str, stock: str) -> tuple[Any, Path]:
+    """An attach target naming an HTTP export and SQL queries on team_orders; and its file."""
+    from chaoskit.stack.target import AttachTarget, parse_target
+
+    path = tmp_path / "t.yaml"
+    path.write_text(
+        "version: 1\nkind: attach\nname: t\ngateway: {url: 'http://127.0.0.1:1'}\n"
+        "toxiproxy: [{url: 'http://127.0.0.1:2', proxies: {store: store}}]\n"
+        "allowed_hosts: [127.0.0.1]\n"
+        "audit:\n"
+        "  ledger:\n"
+        f"    http: {{url: '{export}/export?ref={{{{run_id}}}}', order_ids: '$.ids[*]'}}\n"
+        "    sql:\n"
+        "      dsn: ${LEDGER_DSN}\n"
+        f"      query: {orders}\n"
+        "    credits:\n"
+        "      sql: {dsn: '${LEDGER_DSN}', query: 'SELECT id AS order_id FROM team_orders'}\n"
+        "    stock:\n"
+        "      sql:\n"
+        "        dsn: ${LEDGER_DSN}\n"
+        f"        query: {stock}\n"
+    )
+    target = parse_target(path.read_text(), path=path)
+    assert isinstance(target, AttachTarget) and target.audit is not None
+    return target, path
+
+
+GOOD_ORDERS = "SELECT id FROM team_orders WHERE run_ref = %(run_id)s"
+GOOD_STOCK = "SELECT id AS item, 3 AS stock, 1 AS reserved FROM team_orders"
+
+
+def line_of(path: Path, text: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if text in line)
+
+
+def test_the_ledger_preflight_reads_each_source_once_and_puts_a_wrong_column_at_its_line(
+    http_export: tuple[str, type[_Export]], ledger_db: str, tmp_path: Path
+) -> None:
+    from chaoskit.errors import TargetFileError
+
+    url, handler = http_export
+    handler.document = {"ids": []}
+    env = {"LEDGER_DSN": ledger_db}
+
+    def check(orders: str = GOOD_ORDERS, stock: str = GOOD_STOCK) -> Path:
+        target, path = ledger_target(tmp_path, url, orders=orders, stock=stock)
+        reader = TeamLedgerReader(ledger=target.audit.ledger, environ=env, error_at=target.error_at)
+        reader.check("run-7")
+        return path
+
+    check()  # the good target passes: nothing has rows yet, every source answered
+    assert handler.seen == ["/export?ref=run-7 None"]
+    misspelt = "SELECT idd FROM team_orders WHERE run_ref = %(run_id)s"
+    with pytest.raises(TargetFileError) as caught:
+        check(orders=misspelt)
+    path = tmp_path / "t.yaml"
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line_of(path, 'SELECT idd')}:14: audit.ledger.sql: "), (
+        message
+    )
+    assert 'column "idd" does not exist' in message
+    assert exit_code_for_error(caught.value) == 2
+    # A column the audit needs that the query does not return: named, at that query's line.
+    with pytest.raises(TargetFileError) as caught:
+        check(stock="SELECT id AS item, 3 AS stock, 1 AS reservd FROM team_orders")
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line_of(path, 'AS reservd')}:16: audit.ledger.stock.sql")
+    assert "(no reserved: name them with AS)" in message and ledger_db not in message
+
+
+def test_the_ledger_preflight_names_the_database_or_the_url_it_cannot_read(
+    http_export: tuple[str, type[_Export]], postgres: Any, ledger_db: str, tmp_path: Path
+) -> None:
+    url, handler = http_export
+    handler.document = {"ids": []}
+    target, _ = ledger_target(tmp_path, url, orders=GOOD_ORDERS, stock=GOOD_STOCK)
+    wrong = postgres.dsn.replace(postgres.password, "not-" + postgres.password)
+    reader = TeamLedgerReader(
+        ledger=target.audit.ledger, environ={"LEDGER_DSN": wrong}, error_at=target.error_at
+    )
+    with pytest.raises(TargetUnreachable) as caught:
+        reader.check("run-7")
+    message = str(caught.value)
+    assert f"ledger database postgresql://127.0.0.1:{postgres.port} cannot be read" in message
+    assert "password authentication failed" in message
+    assert postgres.password not in message and wrong not in message
+    assert exit_code_for_error(caught.value) == 4
+    handler.status = 404
+    reader = replace(reader, environ={"LEDGER_DSN": ledger_db})
+    with pytest.raises(TargetUnreachable) as caught:
+        reader.check("run-7")
+    assert str(caught.value) == f"ledger export {url}/export?ref=run-7 answered HTTP 404"
+    handler.status, handler.raw = 200, b"<html>a login page</html>"
+    with pytest.raises(
+        TargetUnreachable, match=f"ledger export {url}/export.* did not answer JSON"
+    ):
+        reader.check("run-7")

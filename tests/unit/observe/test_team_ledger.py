@@ -290,3 +290,40 @@ def test_ledger_values_become_the_audits_types() -> None:
     assert count(Decimal("4"), "w") == 4.0
     with pytest.raises(InputError, match="expected a number, got bool"):
         count(True, "w")
+
+
+def test_the_review_lists_what_is_read_before_any_load_and_reads_nothing() -> None:
+    from chaoskit.observe.team import team_checks
+
+    target = parse_target(
+        ATTACH
+        + FULL_LEDGER
+        + "metrics: {prometheus: {url: 'http://127.0.0.1:9', queries: {q: up, r: up}}}\n",
+        path="s.yaml",
+    )
+    experiment = parse_experiment(
+        "version: 1\nname: e\nload: {model: open, shape: {kind: constant, for: 5s, rate: 1}}\n",
+        path="e.yaml",
+    )
+    # Nothing listens on these ports: listing the checks must not try them.
+    assert team_checks(experiment, target) == {
+        "metrics.prometheus": "2 queries run once at http://127.0.0.1:9",
+        "audit.ledger.http": "GET http://127.0.0.1:3/orders?ref={{run_id}}: answers 200 with JSON",
+        "audit.ledger.credits.http": (
+            "GET http://127.0.0.1:3/credits?ref={{run_id}}: answers 200 with JSON"
+        ),
+        "audit.ledger.entitled.sql": (
+            "the query runs read-only on ${LEDGER_DSN} and returns the order ids in its first "
+            "column"
+        ),
+        "audit.ledger.stock.http": "GET http://127.0.0.1:3/stock: answers 200 with JSON",
+    }
+
+
+def test_a_problem_found_after_loading_is_put_at_its_key_in_the_target_file() -> None:
+    target = parse_target(ATTACH + FULL_LEDGER, path="s.yaml")
+    lines = (ATTACH + FULL_LEDGER).splitlines()
+    query_line = next(i for i, line in enumerate(lines, 1) if "WHERE free" in line)
+    error = target.error_at(("audit", "ledger", "entitled", "sql", "query"), "no column")
+    assert isinstance(error, TargetFileError) and exit_code_for_error(error) == 2
+    assert str(error).startswith(f"s.yaml:{query_line}:") and str(error).endswith(": no column")

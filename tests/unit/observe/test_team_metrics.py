@@ -21,7 +21,7 @@ from chaoskit.observe.exporter import RunMetrics
 from chaoskit.observe.histogram import LatencyHistogram
 from chaoskit.observe.prometheus import merge_sources
 from chaoskit.observe.team_ledger import CreditRow, LedgerRecords, reconcile_team_ledger
-from chaoskit.stack.target import parse_target
+from chaoskit.stack.target import AttachTarget, parse_target
 
 BASE = """\
 version: 1
@@ -247,3 +247,69 @@ def test_a_fault_can_be_triggered_by_a_promql_metric() -> None:
     experiment = parse_experiment(text, path="e.yaml")
     assert experiment.faults[0].when is not None
     assert experiment.faults[0].when.metric == "queue"
+
+
+PROM_BLOCK = "metrics:\n  prometheus:\n    url: http://127.0.0.1:9090\n    queries: {queue: up}\n"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('"Bad Name": x', "'Bad Name' is not a valid HTTP header name"),
+        ('Authorization: "Bearer ${1TOKEN}"', "${...} must name an environment variable"),
+    ],
+)
+def test_a_bad_prometheus_header_is_refused_with_its_line(header: str, expected: str) -> None:
+    text = BASE + PROM_BLOCK + f"    headers: {{{header}}}\n"
+    with pytest.raises(ExperimentError) as caught:
+        parse_experiment(text, path="team.yaml")
+    message = str(caught.value)
+    assert message.startswith("team.yaml:10:") and "metrics.prometheus.headers" in message
+    assert expected in message
+    assert exit_code_for_error(caught.value) == 2
+
+
+def test_prometheus_headers_stay_templates_and_go_only_to_their_own_url() -> None:
+    target = parse_target(
+        ATTACH + PROM_BLOCK + '    headers: {Authorization: "Bearer ${PROM_TOKEN}"}\n'
+    )
+    assert isinstance(target, AttachTarget)
+    same_url = parse_experiment(
+        BASE + PROM_BLOCK.replace("{queue: up}", "{ready: up}") + "    headers: {X-Org: '7'}\n",
+        path="e.yaml",
+    )
+    source = merge_sources(target.metrics, same_url.metrics)
+    assert source is not None
+    assert dict(source.headers) == {"Authorization": "Bearer ${PROM_TOKEN}", "X-Org": "7"}
+    assert source.request_headers({"PROM_TOKEN": "t0k"})["Authorization"] == "Bearer t0k"
+    # An experiment that points at another Prometheus does not take the target's token there.
+    other = parse_experiment(
+        BASE + PROM_BLOCK.replace("9090", "9091").replace("{queue: up}", "{ready: up}"),
+        path="e.yaml",
+    )
+    moved = merge_sources(target.metrics, other.metrics)
+    assert moved is not None and moved.url == "http://127.0.0.1:9091"
+    assert dict(moved.headers) == {}
+
+
+def test_an_unset_prometheus_header_variable_is_refused_before_anything_runs() -> None:
+    from chaoskit.errors import SafetyRefusal
+    from chaoskit.observe.team import team_observation
+
+    experiment = parse_experiment(
+        BASE + PROM_BLOCK + '    headers: {Authorization: "Bearer ${PROM_TOKEN}"}\n',
+        path="e.yaml",
+    )
+    local = parse_target("version: 1\nkind: local\nname: l\n")
+    with pytest.raises(SafetyRefusal) as caught:
+        team_observation(experiment, local, allowed_hosts=("127.0.0.1",), environ={})
+    assert str(caught.value) == (
+        "metrics.prometheus.headers.Authorization needs environment variable PROM_TOKEN, "
+        "which is not set"
+    )
+    assert exit_code_for_error(caught.value) == 2
+    seen = team_observation(
+        experiment, local, allowed_hosts=("127.0.0.1",), environ={"PROM_TOKEN": "t0k"}
+    )
+    assert seen.prometheus is not None
+    assert dict(seen.prometheus.headers) == {"Authorization": "Bearer ${PROM_TOKEN}"}
