@@ -11,6 +11,7 @@ instead of the journey driver. Nothing in chaoskit uses it.
 # locust first: it gevent-patches the process, and must do so before anything else loads.
 import locust  # noqa: F401, I001
 
+import os
 import sys
 import time
 from typing import Any
@@ -19,10 +20,10 @@ import gevent
 from locust.contrib.fasthttp import FastHttpSession
 from locust.event import EventHook
 
+from chaoskit._secrets import expand_headers
 from chaoskit.load import engine
 from chaoskit.load.intents import Attempt, Intent, classify
 from chaoskit.load.journey_run import JourneyDriver
-from chaoskit.load.spec import expand_env
 
 _original_init = engine.LoadGenerator.__init__
 
@@ -32,7 +33,7 @@ def _init(self: Any, **kwargs: Any) -> None:
     self._fields = self.spec.intent_format == "fields"
     self._headers = {
         "Content-Type": "application/json",
-        **{name: expand_env(value) for name, value in self.spec.headers.items()},
+        **expand_headers(self.spec.headers, os.environ, needed_by="the target's headers"),
     }
 
 

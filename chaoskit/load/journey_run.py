@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ import gevent
 from locust.contrib.fasthttp import FastHttpSession
 from locust.event import EventHook
 
+from chaoskit._secrets import expand_headers
 from chaoskit.errors import InputError, SafetyRefusal
 from chaoskit.journey.builtin import resolve_journey
 from chaoskit.journey.compiled import CompiledJourney, CompiledStep, compile_journey
@@ -28,7 +30,7 @@ from chaoskit.journey.models import JourneyConfig
 from chaoskit.journey.outcome import JourneyIntent, Outcome
 from chaoskit.journey.paths import MISSING
 from chaoskit.load.intents import RETRYABLE_4XX, Attempt, Intent
-from chaoskit.load.spec import LOCAL_HOSTS, LoadSpec, expand_env
+from chaoskit.load.spec import LOCAL_HOSTS, LoadSpec
 from chaoskit.load.tally import Tally
 from chaoskit.load.wire import Answer, Wire
 
@@ -151,7 +153,7 @@ class JourneyDriver:
         self._allowed = frozenset(LOCAL_HOSTS | {h.lower() for h in spec.allowed_hosts})
         # Header values may name environment variables (${TOKEN}): expanded here, in the
         # engine's own environment, so secrets are never written to the spec or the journal.
-        headers = {name: expand_env(value) for name, value in spec.headers.items()}
+        headers = expand_headers(spec.headers, os.environ, needed_by="the target's headers")
         if config.python_ref is not None:
             file_name, function_name = config.python_ref
             self._hook = load_hook(f"{file_name}:{function_name}")
@@ -163,9 +165,11 @@ class JourneyDriver:
                     update={
                         "request": step.request.model_copy(
                             update={
-                                "headers": {
-                                    n: expand_env(v) for n, v in step.request.headers.items()
-                                }
+                                "headers": expand_headers(
+                                    step.request.headers,
+                                    os.environ,
+                                    needed_by=f"journey step {step.name}",
+                                )
                             }
                         )
                     }

@@ -7,9 +7,6 @@ imports it freely.
 from __future__ import annotations
 
 import json
-import os
-import re
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -25,7 +22,6 @@ __all__ = [
     "Caps",
     "LoadSpec",
     "check_gateway_host",
-    "expand_env",
     "read_spec",
     "write_spec",
 ]
@@ -77,15 +73,6 @@ class LoadSpec(_Model):
     # What one attempt is; None: the built-in agent-buyer on orders_path / intent_format.
     # A Python journey's file is absolute here (the runner resolves it).
     journey: JourneyConfig | None = None
-
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand_env(value: str, environ: Mapping[str, str] | None = None) -> str:
-    """``value`` with every ``${NAME}`` replaced from the environment (unset: left as is)."""
-    env = os.environ if environ is None else environ
-    return _ENV_REF.sub(lambda m: env.get(m.group(1), m.group(0)), value)
 
 
 def check_gateway_host(spec: LoadSpec) -> None:
