@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 from orderstack.common import Service
 from orderstack.config import DEPENDENCIES, SERVICES, StackConfig, parse_config
+from orderstack.httpserver import HttpServer
+from orderstack.server import start_service, stop_service
 from orderstack.services import create_service
 
 PORT_RANGE = (21000, 21999)
@@ -64,7 +65,7 @@ class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.services: dict[str, Service] = {}
-        self.runners: dict[str, web.AppRunner] = {}
+        self.servers: dict[str, HttpServer] = {}
         self.http = aiohttp.ClientSession()
 
     def url(self, name: str) -> str:
@@ -72,15 +73,12 @@ class Stack:
 
     async def start(self, name: str) -> Service:
         service = create_service(name, self.config)
-        runner = web.AppRunner(service.make_app(), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.config.ports[name]).start()
-        self.services[name], self.runners[name] = service, runner
+        server = await start_service(service, "127.0.0.1", self.config.ports[name])
+        self.services[name], self.servers[name] = service, server
         return service
 
     async def stop(self, name: str) -> None:
-        await self.runners.pop(name).cleanup()
-        self.services.pop(name)
+        await stop_service(self.services.pop(name), self.servers.pop(name))
 
     async def post(self, name: str, path: str, body: object) -> tuple[int, Any, Any]:
         """POST JSON; (status, parsed body, headers)."""
@@ -93,7 +91,7 @@ class Stack:
             return json.loads(await resp.read())
 
     async def close(self) -> None:
-        for name in list(self.runners):
+        for name in list(self.servers):
             await self.stop(name)
         await self.http.close()
 

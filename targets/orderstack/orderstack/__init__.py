@@ -1,1 +1,1 @@
-"""The stub order stack: small aiohttp services that behave like an order chain under stress."""
+"""The stub order stack: small asyncio services that behave like an order chain under stress."""

@@ -1,41 +1,37 @@
-"""What every service shares: app factory, /healthz /stats /admin /ledger, http_errors injection."""
+"""What every service shares: its routes, /healthz /stats /admin /ledger, http_errors injection."""
 
 from __future__ import annotations
 
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
-
-from aiohttp import web
 
 from .config import StackConfig
 from .histogram import LogHistogram
+from .httpserver import Handler, Request, Response, Route, get, post
 from .settings import ServiceSettings, SettingsError, apply_patch, settings_to_json
 
 __all__ = ["BadRequest", "Handler", "Service", "field_of", "json_response", "read_json"]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def json_response(
     body: object, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
+) -> Response:
     """A compact JSON response (no per-call encoder set-up)."""
-    return web.Response(
-        body=_dumps(body).encode(), status=status, headers=headers, content_type="application/json"
-    )
+    return Response(status, _dumps(body).encode(), headers)
 
 
 class BadRequest(ValueError):
     """The request body is not what the endpoint accepts; the message says why."""
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: Request) -> Any:
     """The request body as JSON, or BadRequest."""
-    raw = await request.read()
+    raw = request.body
     try:
         return json.loads(raw) if raw else {}
     except ValueError as exc:
@@ -72,7 +68,7 @@ class Service:
         self.rng = random.Random(f"{config.seed}:{self.name}")
 
     # --- hooks for subclasses -------------------------------------------------------------
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[Route]:
         """Business endpoints (http_errors applies to these only)."""
         return []
 
@@ -96,7 +92,7 @@ class Service:
     async def stop(self) -> None:
         """Release resources (runs on app clean-up)."""
 
-    def injected_response(self, status: int) -> web.Response:
+    def injected_response(self, status: int) -> Response:
         """What an injected API failure looks like on this service."""
         headers = {"Retry-After": "1"} if status in (429, 503) else None
         body = {"error": "injected http error", "service": self.name}
@@ -106,7 +102,7 @@ class Service:
     def business(self, handler: Handler) -> Handler:
         """Wrap a business handler with http_errors injection and bad-request handling."""
 
-        async def wrapped(request: web.Request) -> web.StreamResponse:
+        async def wrapped(request: Request) -> Response:
             errors = self.settings.http_errors
             if errors.rate > 0.0 and self.rng.random() < errors.rate:
                 self.counters["http_errors_injected"] += 1
@@ -118,34 +114,22 @@ class Service:
 
         return wrapped
 
-    def make_app(self) -> web.Application:
-        """The aiohttp application for this service."""
-        app = web.Application(client_max_size=1 << 20)
-        app.add_routes(
-            [
-                web.get("/healthz", self._healthz),
-                web.get("/stats", self._stats),
-                web.get("/admin", self._admin_get),
-                web.post("/admin", self._admin_post),
-                web.get("/ledger", self._ledger),
-            ]
-        )
-        for route in self.routes():
-            app.router.add_route(route.method, route.path, self.business(route.handler))
-        app.on_startup.append(self._on_startup)
-        app.on_cleanup.append(self._on_cleanup)
-        return app
+    def all_routes(self) -> list[Route]:
+        """What this service answers: the shared endpoints, then its business routes."""
+        shared = [
+            get("/healthz", self._healthz),
+            get("/stats", self._stats),
+            get("/admin", self._admin_get),
+            post("/admin", self._admin_post),
+            get("/ledger", self._ledger),
+        ]
+        business = [Route(r.method, r.path, self.business(r.handler)) for r in self.routes()]
+        return shared + business
 
-    async def _on_startup(self, app: web.Application) -> None:
-        await self.start()
-
-    async def _on_cleanup(self, app: web.Application) -> None:
-        await self.stop()
-
-    async def _healthz(self, request: web.Request) -> web.Response:
+    async def _healthz(self, request: Request) -> Response:
         return json_response({"status": "ok", "service": self.name})
 
-    async def _stats(self, request: web.Request) -> web.Response:
+    async def _stats(self, request: Request) -> Response:
         self.before_stats()
         return json_response(
             {
@@ -157,10 +141,10 @@ class Service:
             }
         )
 
-    async def _admin_get(self, request: web.Request) -> web.Response:
+    async def _admin_get(self, request: Request) -> Response:
         return json_response(settings_to_json(self.settings))
 
-    async def _admin_post(self, request: web.Request) -> web.Response:
+    async def _admin_post(self, request: Request) -> Response:
         try:
             patch = await read_json(request)
             new = apply_patch(self.settings, patch)
@@ -170,5 +154,5 @@ class Service:
         self.settings_changed(old)
         return json_response(settings_to_json(self.settings))
 
-    async def _ledger(self, request: web.Request) -> web.Response:
+    async def _ledger(self, request: Request) -> Response:
         return json_response(self.ledger())

@@ -9,12 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from .common import Service, field_of, json_response, read_json
 from .config import StackConfig
 from .dbpool import SqlitePool, connect
 from .histogram import LogHistogram
+from .httpserver import Request, Response, Route, post
 from .settings import CouponSettings, ServiceSettings
 
 __all__ = ["CouponService", "LEDGER_FILE"]
@@ -105,10 +104,10 @@ class CouponService(Service):
         self.pool.close()
         self.executor.shutdown(wait=True, cancel_futures=True)
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/credit", self.credit)]
+    def routes(self) -> list[Route]:
+        return [post("/credit", self.credit)]
 
-    async def credit(self, request: web.Request) -> web.Response:
+    async def credit(self, request: Request) -> Response:
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)
         order_time = float(field_of(body, "order_time", (int, float)))
@@ -161,5 +160,5 @@ class CouponService(Service):
         loop = asyncio.get_running_loop()
         return {"credits": await loop.run_in_executor(self.executor, _read_credits, self.path)}
 
-    async def _ledger(self, request: web.Request) -> web.Response:
+    async def _ledger(self, request: Request) -> Response:
         return json_response(await self._ledger_json())

@@ -6,10 +6,9 @@ import time
 import zlib
 from typing import Any
 
-from aiohttp import web
-
 from .common import Service, field_of, json_response, read_json
 from .config import StackConfig
+from .httpserver import Request, Response, Route, post
 from .settings import EligibilitySettings
 
 __all__ = ["EligibilityService", "has_referral"]
@@ -32,10 +31,10 @@ class EligibilityService(Service):
         # order_id -> the grant: who, when, and when it was given back (the audit's ledger).
         self.grants: dict[str, dict[str, Any]] = {}
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/check", self.check), web.post("/release", self.release)]
+    def routes(self) -> list[Route]:
+        return [post("/check", self.check), post("/release", self.release)]
 
-    async def check(self, request: web.Request) -> web.Response:
+    async def check(self, request: Request) -> Response:
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)
         user_id = field_of(body, "user_id", str)
@@ -61,7 +60,7 @@ class EligibilityService(Service):
         # The gateway reads the policy from the answer: it releases only when told it may.
         return json_response({"eligible": eligible, "release_on_failure": s.release_on_failure})
 
-    async def release(self, request: web.Request) -> web.Response:
+    async def release(self, request: Request) -> Response:
         """Give a failed order's free order back to its buyer (idempotent by order)."""
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)

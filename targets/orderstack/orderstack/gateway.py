@@ -12,12 +12,11 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-from aiohttp import web
-
 from .breaker import CircuitBreaker
 from .common import Service, json_response
 from .config import DEPENDENCIES, StackConfig
 from .histogram import LogHistogram
+from .httpserver import Request, Response, Route, post
 from .outbox import OUTBOX_FILE, Outbox, OutboxItem
 from .parse import Intent, ParseError, burn, intent_from_fields, parse_intent
 from .settings import GatewaySettings, ServiceSettings
@@ -118,15 +117,15 @@ class GatewayService(Service):
         for upstream in self.upstreams.values():
             upstream.close()
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/orders", self.place_order)]
+    def routes(self) -> list[Route]:
+        return [post("/orders", self.place_order)]
 
     def settings_changed(self, old: ServiceSettings) -> None:
         if not self.settings.circuit_breaker:
             self.breakers = {dep: CircuitBreaker() for dep in DEPENDENCIES}
 
     # --- the order chain --------------------------------------------------------------------
-    async def place_order(self, request: web.Request) -> web.Response:
+    async def place_order(self, request: Request) -> Response:
         started = time.perf_counter()
         self.counters["intents_received"] += 1
         s = self.settings
@@ -147,7 +146,7 @@ class GatewayService(Service):
         self.histograms["order_latency_ms"].record((time.perf_counter() - started) * 1000.0)
         return response
 
-    def _failed(self, failure: StepFailed) -> web.Response:
+    def _failed(self, failure: StepFailed) -> Response:
         self.counters["orders_failed"] += 1
         self.counters[f"failed_step.{failure.step}"] += 1
         headers = None
@@ -156,7 +155,7 @@ class GatewayService(Service):
         body = {"outcome": "failed", "step": failure.step, "reason": failure.reason}
         return json_response(body, failure.status, headers)
 
-    def injected_response(self, status: int) -> web.Response:
+    def injected_response(self, status: int) -> Response:
         self.counters["orders_failed"] += 1
         self.counters["failed_step.gateway"] += 1
         headers = {"Retry-After": "1"} if status in (429, 503) else None
@@ -173,7 +172,7 @@ class GatewayService(Service):
             burn(self.settings.parse_cost)
         return parse_intent(text)
 
-    async def _chain(self, raw: bytes) -> web.Response:
+    async def _chain(self, raw: bytes) -> Response:
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import web
-
 from .common import Service, field_of, json_response, read_json
 from .config import StackConfig
+from .httpserver import Request, Response, Route, post
 from .settings import InventorySettings
 
 __all__ = ["InventoryService"]
@@ -23,10 +22,10 @@ class InventoryService(Service):
         self.reserved: dict[str, int] = {}
         self.reservations: dict[str, str] = {}  # order_id -> item
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/reserve", self.reserve)]
+    def routes(self) -> list[Route]:
+        return [post("/reserve", self.reserve)]
 
-    async def reserve(self, request: web.Request) -> web.Response:
+    async def reserve(self, request: Request) -> Response:
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)
         item = field_of(body, "item", str)

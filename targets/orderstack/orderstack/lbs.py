@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import zlib
 
-from aiohttp import web
-
 from .common import Service, field_of, json_response, read_json
 from .config import StackConfig
+from .httpserver import Request, Response, Route, post
 from .settings import LbsSettings
 
 __all__ = ["LbsService", "distance_km"]
@@ -39,10 +38,10 @@ class LbsService(Service):
         super().__init__(config)
         self.counters.update(quotes=0, out_of_range=0)
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/quote", self.quote)]
+    def routes(self) -> list[Route]:
+        return [post("/quote", self.quote)]
 
-    async def quote(self, request: web.Request) -> web.Response:
+    async def quote(self, request: Request) -> Response:
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)
         place = field_of(body, "place", str)

@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aiohttp import web
-
 from .common import Service, field_of, json_response, read_json
 from .config import StackConfig
+from .httpserver import Request, Response, Route, post
 
 __all__ = ["OrdersService"]
 
@@ -21,13 +20,13 @@ class OrdersService(Service):
         self.counters.update(created=0, cancelled=0, duplicates=0, reopened=0)
         self.orders: dict[str, dict[str, Any]] = {}
 
-    def routes(self) -> list[web.RouteDef]:
+    def routes(self) -> list[Route]:
         return [
-            web.post("/orders", self.create),
-            web.post("/orders/{order_id}/cancel", self.cancel),
+            post("/orders", self.create),
+            post("/orders/{order_id}/cancel", self.cancel),
         ]
 
-    async def create(self, request: web.Request) -> web.Response:
+    async def create(self, request: Request) -> Response:
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)
         order = self.orders.get(order_id)
@@ -50,7 +49,7 @@ class OrdersService(Service):
         self.counters["created"] += 1
         return json_response(order)
 
-    async def cancel(self, request: web.Request) -> web.Response:
+    async def cancel(self, request: Request) -> Response:
         order = self.orders.get(request.match_info["order_id"])
         if order is None:
             return json_response({"error": "no such order"}, 404)

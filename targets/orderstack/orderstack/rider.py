@@ -7,11 +7,10 @@ import time
 from collections import deque
 from typing import Any
 
-from aiohttp import web
-
 from .common import Service, field_of, json_response, read_json
 from .config import StackConfig
 from .histogram import LogHistogram
+from .httpserver import Request, Response, Route, post
 from .settings import RiderSettings, ServiceSettings
 
 __all__ = ["RiderService"]
@@ -36,10 +35,10 @@ class RiderService(Service):
             timer.cancel()
         self._timers.clear()
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/dispatch", self.dispatch)]
+    def routes(self) -> list[Route]:
+        return [post("/dispatch", self.dispatch)]
 
-    async def dispatch(self, request: web.Request) -> web.Response:
+    async def dispatch(self, request: Request) -> Response:
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)
         s = self.settings

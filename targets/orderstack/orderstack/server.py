@@ -7,22 +7,36 @@ import gc
 import logging
 import signal
 
-from aiohttp import web
-
 from .common import Service
+from .httpserver import HttpServer, start_server
 
-__all__ = ["serve"]
+__all__ = ["serve", "start_service", "stop_service"]
 
 log = logging.getLogger("orderstack")
 
 
-async def serve(service: Service, host: str, port: int) -> None:
-    """Listen on host:port (access log off: no per-request logging) until a stop signal."""
-    runner = web.AppRunner(service.make_app(), access_log=None, handle_signals=False)
-    await runner.setup()
+async def start_service(service: Service, host: str, port: int) -> HttpServer:
+    """Open the service's resources, then listen on host:port (no per-request logging)."""
+    await service.start()
     try:
-        site = web.TCPSite(runner, host, port, backlog=4096, reuse_address=True)
-        await site.start()
+        return await start_server(service.all_routes(), host, port)
+    except BaseException:
+        await service.stop()
+        raise
+
+
+async def stop_service(service: Service, server: HttpServer) -> None:
+    """Stop listening, drop the connections, release the service's resources."""
+    try:
+        await server.close()
+    finally:
+        await service.stop()
+
+
+async def serve(service: Service, host: str, port: int) -> None:
+    """Listen on host:port until a stop signal."""
+    server = await start_service(service, host, port)
+    try:
         # Start-up objects live for the whole run: keep the collector from rescanning them.
         gc.freeze()
         log.info("%s listening on http://%s:%d", service.name, host, port)
@@ -33,4 +47,4 @@ async def serve(service: Service, host: str, port: int) -> None:
         await stop.wait()
         log.info("%s stopping", service.name)
     finally:
-        await runner.cleanup()
+        await stop_service(service, server)

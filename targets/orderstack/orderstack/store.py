@@ -7,11 +7,10 @@ import math
 import zlib
 from collections import deque
 
-from aiohttp import web
-
 from .common import Service, field_of, json_response, read_json
 from .config import StackConfig
 from .histogram import LogHistogram
+from .httpserver import Request, Response, Route, post
 from .settings import ServiceSettings, StoreSettings
 
 __all__ = ["StoreService"]
@@ -54,8 +53,8 @@ class StoreService(Service):
         for store in self.stores:
             self._close(store)
 
-    def routes(self) -> list[web.RouteDef]:
-        return [web.post("/accept", self.accept)]
+    def routes(self) -> list[Route]:
+        return [post("/accept", self.accept)]
 
     def _burst(self) -> float:
         # One second of capacity may arrive at once; at least one order so a slow store still works.
@@ -66,7 +65,7 @@ class StoreService(Service):
         store.tokens = min(self._burst(), tokens)
         store.stamp = now
 
-    async def accept(self, request: web.Request) -> web.Response:
+    async def accept(self, request: Request) -> Response:
         body = await read_json(request)
         order_id = field_of(body, "order_id", str)
         hint = body.get("store_hint")
