@@ -384,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
             + f"; total {total:.2f} (+ wrk) -> ceiling on {cores} free cores"
             f" ~{cores * 1000.0 / total:.0f} orders/s"
         )
-    console.print(f"written to {args.out} (load average at start: {load_before[0]:.2f})")
+    shown = args.out.resolve()
+    if shown.is_relative_to(BENCH_DIR.parent):  # no machine paths in what RESULTS.md quotes
+        shown = shown.relative_to(BENCH_DIR.parent)
+    console.print(f"written to {shown} (load average at start: {load_before[0]:.2f})")
     return 0
 
 

@@ -171,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     console.print(_table(up_s, down_s, results, ratio))
-    console.print(f"written to {args.out} (load average at start: {load_before[0]:.2f})")
+    shown = args.out.resolve()
+    if shown.is_relative_to(BENCH_DIR.parent):  # no machine paths in what RESULTS.md quotes
+        shown = shown.relative_to(BENCH_DIR.parent)
+    console.print(f"written to {shown} (load average at start: {load_before[0]:.2f})")
     return 0
 
 
