@@ -38,7 +38,8 @@ def test_the_offline_images_run_without_a_registry(docker_images: Any, docker_cl
     images = image_names(offline=True)
     version = docker_client.containers.run(
         images.orderstack,
-        entrypoint=["python", "-c", "import sys, aiohttp; print(sys.version_info[:2])"],
+        # orderstack and its dependency (uvloop), installed from the host-downloaded wheels
+        entrypoint=["python", "-c", "import sys, orderstack, uvloop; print(sys.version_info[:2])"],
         remove=True,
     )
     assert version.decode().strip() == "(3, 11)"
