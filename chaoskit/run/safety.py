@@ -178,7 +178,7 @@ def preflight(
     # host is known once its environment variable is set: checked again by the run).
     hosts.update(team_hosts(experiment, target, os.environ))
     _check_hosts(hosts, endpoints.allowed_hosts, target)
-    _check_env(target)
+    _check_env(experiment, target)
     check_team_env(experiment, target, os.environ)
     caps = _caps(target)
     notes: list[str] = []
@@ -240,12 +240,17 @@ def _check_hosts(hosts: dict[str, str], allowed: tuple[str, ...], target: Attach
             )
 
 
-def _check_env(target: AttachTarget) -> None:
-    for header, value in target.headers.items():
+def _check_env(experiment: Experiment, target: AttachTarget) -> None:
+    headers = {f"headers.{name}": value for name, value in target.headers.items()}
+    journey = experiment.load.journey or target.journey
+    for i, step in enumerate(journey.steps if journey is not None else ()):
+        for name, value in step.request.headers.items():
+            headers[f"journey.steps.{i}.request.headers.{name}"] = value
+    for key, value in headers.items():
         for name in env_refs(value):
             if not os.environ.get(name):
                 raise SafetyRefusal(
-                    f"headers.{header} of target {target.name!r} needs environment variable "
+                    f"{key} of target {target.name!r} needs environment variable "
                     f"{name}, which is not set"
                 )
     for name in target.env_vars():

@@ -347,6 +347,23 @@ def test_an_attach_review_lists_the_journey_and_what_the_audit_judges_and_skips(
     assert "audit of late_credits: no audit.credit_slo in the experiment" in rendered(no_slo)
 
 
+def test_a_journey_header_naming_an_unset_env_var_is_refused_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SHOP_TOKEN", raising=False)
+    target = TEAM_TARGET.replace(
+        "request: {method: GET,",
+        'request: {headers: {Authorization: "Bearer ${SHOP_TOKEN}"}, method: GET,',
+    )
+    message = refusal(target=target, experiment=TEAM_EXPERIMENT, proxies=["inventory"])
+    assert message == (
+        "journey.steps.1.request.headers.Authorization of target 'shop' needs environment "
+        "variable SHOP_TOKEN, which is not set"
+    )
+    monkeypatch.setenv("SHOP_TOKEN", "t0ken")
+    assert review(target=target, experiment=TEAM_EXPERIMENT, proxies=["inventory"]).steps
+
+
 def test_the_built_in_journey_is_reviewed_as_its_one_request() -> None:
     result = review()
     assert result.journey == "agent-buyer (built in)"
