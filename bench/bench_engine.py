@@ -649,7 +649,7 @@ def _main_journeys(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
-    console.print(f"[dim]wrote {out}[/dim]")
+    console.print(f"[dim]wrote {out.relative_to(BENCH_DIR.parent)}[/dim]")
     return 0
 
 

@@ -18,12 +18,11 @@ from typing import Any
 
 import gevent
 from locust.contrib.fasthttp import FastHttpSession
-from locust.event import EventHook
 
 from chaoskit._secrets import expand_headers
 from chaoskit.load import engine
 from chaoskit.load.intents import Attempt, Intent, classify
-from chaoskit.load.journey_run import JourneyDriver
+from chaoskit.load.journey_run import JourneyDriver, locust_session
 
 _original_init = engine.LoadGenerator.__init__
 
@@ -39,15 +38,7 @@ def _init(self: Any, **kwargs: Any) -> None:
 
 def _connect(self: Any, concurrency: int) -> FastHttpSession:
     # The engine's session as of commit 0d3925f: Locust's FastHttpSession, nobody listening.
-    return FastHttpSession(
-        base_url=self._spec.gateway_url.rstrip("/"),
-        request_event=EventHook(),  # type: ignore[no-untyped-call]
-        user=None,
-        concurrency=max(1, concurrency),
-        network_timeout=self._spec.behaviour.request_timeout,
-        connection_timeout=self._spec.behaviour.request_timeout,
-        max_retries=0,
-    )
+    return locust_session(self._spec, concurrency)
 
 
 def _attempt(

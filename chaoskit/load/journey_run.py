@@ -34,7 +34,14 @@ from chaoskit.load.spec import LOCAL_HOSTS, LoadSpec
 from chaoskit.load.tally import Tally
 from chaoskit.load.wire import Answer, Wire
 
-__all__ = ["Connection", "HookClient", "JourneyDriver", "journey_of", "load_hook"]
+__all__ = [
+    "Connection",
+    "HookClient",
+    "JourneyDriver",
+    "journey_of",
+    "load_hook",
+    "locust_session",
+]
 
 # What one buyer (closed) or the open model's arrivals send through: the journey's wire, or
 # Locust's session for a Python journey.
@@ -72,6 +79,21 @@ def load_hook(reference: str) -> HookFunction:
         raise InputError(f"journey python: {path} has no function {function_name!r}")
     hook: HookFunction = function
     return hook
+
+
+def locust_session(spec: LoadSpec, concurrency: int) -> FastHttpSession:
+    """Locust's session to the spec's gateway (a Python journey's client), stats unheard."""
+    timeout_s = spec.behaviour.request_timeout
+    return FastHttpSession(
+        base_url=spec.gateway_url.rstrip("/"),
+        # Nobody listens: chaoskit's tally is the record, not Locust's stats.
+        request_event=EventHook(),  # type: ignore[no-untyped-call]
+        user=None,
+        concurrency=max(1, concurrency),
+        network_timeout=timeout_s,
+        connection_timeout=timeout_s,
+        max_retries=0,
+    )
 
 
 class HookClient:
@@ -198,16 +220,7 @@ class JourneyDriver:
         timeout_s = spec.behaviour.request_timeout
         if self._hook is None:
             return Wire(spec.gateway_url, concurrency=concurrency, timeout_s=timeout_s)
-        return FastHttpSession(
-            base_url=spec.gateway_url.rstrip("/"),
-            # Nobody listens: chaoskit's tally is the record, not Locust's stats.
-            request_event=EventHook(),  # type: ignore[no-untyped-call]
-            user=None,
-            concurrency=max(1, concurrency),
-            network_timeout=timeout_s,
-            connection_timeout=timeout_s,
-            max_retries=0,
-        )
+        return locust_session(spec, concurrency)
 
     @staticmethod
     def disconnect(connection: Connection) -> None:

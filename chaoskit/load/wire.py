@@ -15,8 +15,8 @@ Importing this module needs gevent (the engine process only).
 from __future__ import annotations
 
 import base64
-import socket
 import time
+from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -24,42 +24,24 @@ from urllib.parse import unquote, urlsplit
 import gevent
 from geventhttpclient.client import HTTPClient
 from geventhttpclient.response import HTTPParseError
+from locust.contrib.fasthttp import insecure_ssl_context_factory
 
-__all__ = ["Answer", "Wire", "insecure_context"]
+__all__ = ["Answer", "Wire"]
 
-# What a request can fail with short of an answer (Locust's FastHttpSession catches the same).
-_NO_ANSWER = (OSError, socket.error, HTTPParseError, gevent.Timeout)
-
-
-def insecure_context() -> Any:
-    """TLS without certificate checks, as Locust's FastHttpUser (``insecure=True``) does."""
-    import ssl
-
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
+# What a request can fail with short of an answer (socket and TLS errors are OSErrors;
+# Locust's FastHttpSession catches the same).
+_NO_ANSWER = (OSError, HTTPParseError, gevent.Timeout)
 
 
+@dataclass(slots=True)
 class Answer:
     """One request's answer: ``status`` 0 means none arrived (``timed_out`` says if by time)."""
 
-    __slots__ = ("body", "cookies", "latency_ms", "status", "timed_out")
-
-    def __init__(
-        self,
-        status: int,
-        body: bytes,
-        latency_ms: float,
-        *,
-        timed_out: bool = False,
-        cookies: dict[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.latency_ms = latency_ms
-        self.timed_out = timed_out
-        self.cookies = cookies  # Set-Cookie name=value pairs, None when there were none
+    status: int
+    body: bytes
+    latency_ms: float
+    timed_out: bool = False
+    cookies: dict[str, str] | None = None  # Set-Cookie name=value pairs; None: there were none
 
 
 class Wire:
@@ -84,7 +66,8 @@ class Wire:
             "network_timeout": timeout_s,
             "connection_timeout": timeout_s,
             "ssl": tls,
-            "ssl_context_factory": insecure_context if tls else None,
+            # TLS without certificate checks, as Locust's FastHttpUser (insecure=True)
+            "ssl_context_factory": insecure_ssl_context_factory if tls else None,
             "insecure": True,
         }
         self._client = HTTPClient(**self._options)
